@@ -1,0 +1,147 @@
+"""Row types of every JSONL artifact in a run directory (see docs/artifacts.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Row(BaseModel):
+    """Base of every artifact row: unknown fields are an error, so a corrupt file is caught."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+Role = Literal["user", "assistant"]
+ModelRole = Literal["generator", "critic"]
+ExampleKind = Literal["generation", "corrected", "kept"]
+
+
+class Message(Row):
+    role: Role
+    content: str
+
+
+class Problem(Row):
+    id: str
+    question: str
+    answer: str
+    source: str
+
+
+class Usage(Row):
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    thoughts_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            thoughts_tokens=self.thoughts_tokens + other.thoughts_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
+
+
+class Completion(Row):
+    """One model response as a provider returns it."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+class JournalEntry(Row):
+    """One finished response, written the moment it arrives, keyed by the request."""
+
+    key: str
+    model: str
+    completion: Completion
+
+
+class Turn(Row):
+    """One agent's response in one debate round."""
+
+    round: int
+    role: ModelRole
+    model: str
+    messages: list[Message]
+    response: str
+    answer: str | None
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+class Summary(Row):
+    """The summariser's digest of the other agents' responses, given to one agent before a round."""
+
+    round: int
+    agent: int
+    model: str
+    messages: list[Message]
+    text: str
+    usage: Usage = Field(default_factory=Usage)
+
+
+class AgentTrace(Row):
+    agent: int
+    has_critic: bool
+    turns: list[Turn]
+
+    @property
+    def first_answer(self) -> str | None:
+        return self.turns[0].answer
+
+    @property
+    def final_answer(self) -> str | None:
+        return self.turns[-1].answer
+
+
+class Transcript(Row):
+    """One debate on one problem."""
+
+    problem_id: str
+    question: str
+    gold: str
+    agents: list[AgentTrace]
+    summaries: list[Summary] = Field(default_factory=list)
+    majority: str | None
+    votes: dict[str, int] = Field(default_factory=dict)
+
+
+class SFTExample(Row):
+    """One conversational fine-tuning example (the trl `messages` format), tagged."""
+
+    messages: list[Message]
+    problem_id: str
+    kind: ExampleKind
+
+
+class ModelRecord(Row):
+    """One agent model of one iteration: what it was tuned from, the job, and what to use next.
+
+    `serving_model` is the name generation uses; `checkpoint` is the name a later tuning
+    continues from (on Vertex AI an endpoint serves, a model resource continues).
+    """
+
+    agent: int
+    role: ModelRole
+    base_model: str
+    start_checkpoint: str
+    examples: int = 0
+    job_name: str | None = None
+    state: Literal["kept", "submitted", "succeeded", "failed"]
+    serving_model: str | None = None
+    checkpoint: str | None = None
+    error: str | None = None
+
+
+class SFTCount(Row):
+    agent: int
+    role: ModelRole
+    generation: int = 0
+    corrected: int = 0
+    kept: int = 0
+    total: int = 0

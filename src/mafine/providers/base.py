@@ -1,0 +1,90 @@
+"""The small interface every provider implements: generate text, tune a model, poll the tuning."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from mafine.artifacts import Completion, Message
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Output-relevant sampling parameters; part of every request's journal key."""
+
+    temperature: float
+    top_p: float
+    max_output_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model: str
+    messages: tuple[Message, ...]
+    sampling: Sampling
+    sample_index: int
+    seed: int
+
+    def key(self) -> str:
+        """Stable identity of the request: model, messages, sampling, sample index and seed.
+
+        Deliberately excludes timeouts, concurrency and anything else that cannot change
+        the response, so a rerun with other limits still finds its finished work.
+        """
+        payload = {
+            "model": self.model,
+            "messages": [[m.role, m.content] for m in self.messages],
+            "sampling": [
+                self.sampling.temperature,
+                self.sampling.top_p,
+                self.sampling.max_output_tokens,
+            ],
+            "sample_index": self.sample_index,
+            "seed": self.seed,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """One model to tune: the conversational SFT file and the hyperparameters."""
+
+    display_name: str
+    start_checkpoint: str
+    training_file: Path
+    epochs: int
+    learning_rate_multiplier: float
+    adapter_size: int
+
+
+@dataclass(frozen=True)
+class TuningStatus:
+    state: Literal["running", "succeeded", "failed"]
+    serving_model: str | None = None
+    checkpoint: str | None = None
+    error: str | None = None
+
+
+class Provider(Protocol):
+    """What the stages need from a model backend."""
+
+    name: str
+    max_concurrency: int
+
+    async def generate(self, request: GenerationRequest) -> Completion:
+        """One response. Raises MafineError for errors a user must act on."""
+        ...
+
+    def start_tuning(self, spec: TuningSpec) -> str:
+        """Submit a tuning job and return its name; the name is stored before polling."""
+        ...
+
+    def poll_tuning(self, job_name: str) -> TuningStatus:
+        """The job's state now; called until it is no longer running."""
+        ...
+
+    def close(self) -> None: ...
