@@ -132,7 +132,7 @@ class ModelRecord(Row):
     start_checkpoint: str
     examples: int = 0
     job_name: str | None = None
-    state: Literal["kept", "submitted", "succeeded", "failed"]
+    state: Literal["kept", "pending", "submitted", "succeeded", "failed"]
     serving_model: str | None = None
     checkpoint: str | None = None
     error: str | None = None

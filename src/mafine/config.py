@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mafine import prompts
 from mafine.errors import MafineError
+from mafine.grading.settings import GradingConfig
 
 
 class Strict(BaseModel):
@@ -111,10 +112,6 @@ class FinetuneConfig(Strict):
     poll_seconds: float = Field(30.0, gt=0.0)
 
 
-class EvaluationConfig(Strict):
-    grader: Literal["string"] = "string"
-
-
 class GeminiSettings(Strict):
     api_key_env: str = Field("GEMINI_API_KEY", description="environment variable with the key")
     vertex: bool = Field(False, description="use Vertex AI (needed for tuning)")
@@ -130,12 +127,19 @@ class FakeSettings(Strict):
     error_rate: float = Field(0.25, ge=0.0, le=1.0)
     adopt_majority: float = Field(0.8, ge=0.0, le=1.0)
     tuning_polls: int = Field(1, ge=0, description="polls before a fake tuning job finishes")
-    models: list[str] = Field(default_factory=lambda: ["gemini-3-flash", "gemini-3-flash-lite"])
+    models: list[str] = Field(
+        default_factory=lambda: [
+            "gemini-3.1-flash-lite",
+            "gemini-3.5-flash-lite",
+            "gemini-3.5-flash",
+        ],
+        description="base models the fake serves; others answer 404 like a retired model",
+    )
 
 
 class ProviderConfig(Strict):
     name: Literal["gemini", "fake"] = "fake"
-    model: str = "gemini-3-flash"
+    model: str = "gemini-3.1-flash-lite"
     max_concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(120.0, gt=0.0)
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
@@ -153,7 +157,7 @@ class Config(Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    grading: GradingConfig = Field(default_factory=GradingConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
 
 

@@ -56,6 +56,7 @@ class TuningSpec:
     display_name: str
     start_checkpoint: str
     training_file: Path
+    output_dir: Path  # inside the run directory, reserved for this job (e.g. local adapters)
     epochs: int
     learning_rate_multiplier: float
     adapter_size: int
@@ -87,4 +88,6 @@ class Provider(Protocol):
         """The job's state now; called until it is no longer running."""
         ...
 
-    def close(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release clients, threads and memory; called once, inside the event loop."""
+        ...

@@ -1,0 +1,37 @@
+# Developer entry points. `make setup smoke` then `make test` is the quick start.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch that the local provider's tests use; override for a CUDA machine.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup setup-local smoke test lint format bench clean-runs
+
+setup:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+
+setup-local: setup
+	$(BIN)/python -m pip install -q '$(TORCH)'
+	$(BIN)/python -m pip install -q -e '.[dev,local]'
+
+smoke:
+	$(BIN)/mafine run configs/smoke.yaml
+
+test:
+	$(BIN)/python -m pytest
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format:
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench:
+	$(BIN)/python benchmarks/run_all.py
+
+clean-runs:
+	find runs -mindepth 1 -maxdepth 1 ! -name .keep -exec rm -rf {} +

@@ -1,0 +1,131 @@
+"""JSONL reading and writing: typed rows, precise errors, atomic publishing, crash-safe appends."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from mafine.errors import MafineError
+
+RowT = TypeVar("RowT", bound=BaseModel)
+
+
+def parse_row(line: str, row_type: type[RowT], path: Path, line_number: int) -> RowT:
+    try:
+        return row_type.model_validate_json(line)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        detail = "not valid JSON" if problem["type"] == "json_invalid" else problem["msg"]
+        if where and problem["type"] != "json_invalid":
+            detail = f"{where}: {detail}"
+        raise MafineError(
+            f"{path}, line {line_number}: corrupt {row_type.__name__} row ({detail})"
+        ) from None
+
+
+def read_rows(path: Path, row_type: type[RowT]) -> Iterator[RowT]:
+    """Rows of a finished JSONL artifact, one at a time; any bad line is an error naming it."""
+    if not path.is_file():
+        raise MafineError(f"missing artifact: {path}")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield parse_row(line, row_type, path, number)
+
+
+def write_rows(path: Path, rows: Iterable[BaseModel]) -> int:
+    """Publish a finished artifact atomically: readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(row.model_dump_json() + "\n")
+            count += 1
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return count
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write a JSON document atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+class AppendLog:
+    """An append-only JSONL file that survives being killed mid-write.
+
+    Each row is written with one `write` and flushed, so a killed process leaves at most one
+    partial last line; opening the log again cuts that line off (it was never finished).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _drop_unfinished_tail(path)
+        self._handle: IO[str] = path.open("a", encoding="utf-8")
+
+    def append(self, row: BaseModel) -> int:
+        """Append a row; returns the byte offset where it starts."""
+        offset = self._handle.tell()
+        self._handle.write(row.model_dump_json() + "\n")
+        self._handle.flush()
+        return offset
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def iter_log(path: Path, row_type: type[RowT]) -> Iterator[tuple[int, RowT]]:
+    """(offset, row) for every finished row of an append log; an unfinished tail is ignored."""
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        number = 0
+        while True:
+            offset = handle.tell()
+            raw = handle.readline()
+            if not raw:
+                return
+            number += 1
+            if not raw.endswith(b"\n"):
+                return
+            if raw.strip():
+                yield offset, parse_row(raw.decode("utf-8"), row_type, path, number)
+
+
+def read_at(path: Path, offset: int, row_type: type[RowT]) -> RowT:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return row_type.model_validate_json(handle.readline())
+
+
+def _drop_unfinished_tail(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            start = max(0, position - 65536)
+            handle.seek(start)
+            chunk = handle.read(position - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            position = start
+        else:
+            cut = 0
+        if cut != end:
+            handle.truncate(cut)

@@ -1,0 +1,185 @@
+"""debate: N agents answer, critics revise over M rounds, the majority decides.
+
+Every finished debate is appended to a partial file at once; an interrupted stage resumes
+from it, and the finished transcripts are published in problem order, atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from mafine.artifacts import AgentTrace, Completion, Message, Problem, Summary, Transcript, Turn
+from mafine.config import Config
+from mafine.grading import Grader
+from mafine.grading.extract import extract_boxed
+from mafine.grading.vote import majority_vote
+from mafine.journal import Generator
+from mafine.jsonl import AppendLog, iter_log, read_at, write_rows
+from mafine.prompts import render
+from mafine.rundir import RunDir
+from mafine.stages.roster import AgentModels
+from mafine.ui import progress
+
+
+async def run_debates(
+    run: RunDir,
+    name: str,
+    problems: Sequence[Problem],
+    agents: Sequence[AgentModels],
+    generator: Generator,
+    grader: Grader,
+    output: Path,
+) -> None:
+    """Debate every problem (resuming from a partial file) and publish the transcripts."""
+    partial = output.with_name(f"{output.stem}.partial.jsonl")
+    log = AppendLog(partial)
+    offsets = {row.problem_id: offset for offset, row in iter_log(partial, Transcript)}
+    pending = iter([p for p in problems if p.id not in offsets])
+    try:
+        with progress(name, len(problems)) as bar:
+            bar.advance(len(problems) - sum(1 for p in problems if p.id not in offsets))
+
+            async def worker() -> None:
+                for problem in pending:
+                    transcript = await debate_problem(
+                        problem, agents, run.config, generator, grader
+                    )
+                    offsets[problem.id] = log.append(transcript)
+                    bar.advance()
+
+            workers = [
+                asyncio.ensure_future(worker()) for _ in range(generator.provider.max_concurrency)
+            ]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                raise
+    finally:
+        log.close()
+    write_rows(output, (read_at(partial, offsets[p.id], Transcript) for p in problems))
+    partial.unlink()
+
+
+async def debate_problem(
+    problem: Problem,
+    agents: Sequence[AgentModels],
+    config: Config,
+    generator: Generator,
+    grader: Grader,
+) -> Transcript:
+    prompts = config.prompts
+    question = Message(role="user", content=render(prompts.question, question=problem.question))
+    first = await asyncio.gather(
+        *(generator.complete(a.generator, [question], a.agent) for a in agents)
+    )
+    traces = [
+        AgentTrace(
+            agent=a.agent,
+            has_critic=a.critic is not None,
+            turns=[_turn(1, "generator", a.generator, [question], reply, config)],
+        )
+        for a, reply in zip(agents, first, strict=True)
+    ]
+    summaries: list[Summary] = []
+    for round_number in range(2, config.debate.rounds + 1):
+        latest = [trace.turns[-1].response for trace in traces]
+        critics = [a for a in agents if a.critic is not None]
+        results = await asyncio.gather(
+            *(
+                _critique(problem, a, traces[a.agent], latest, round_number, config, generator)
+                for a in critics
+            )
+        )
+        for agent, summary, turn in results:
+            if summary is not None:
+                summaries.append(summary)
+            traces[agent].turns.append(turn)
+    finals = [trace.final_answer for trace in traces]
+    rng = random.Random(f"mafine-vote:{config.seed}:{problem.id}")
+    majority, votes = majority_vote(finals, grader, rng)
+    return Transcript(
+        problem_id=problem.id,
+        question=problem.question,
+        gold=problem.answer,
+        agents=traces,
+        summaries=summaries,
+        majority=majority,
+        votes=votes,
+    )
+
+
+async def _critique(
+    problem: Problem,
+    agent: AgentModels,
+    trace: AgentTrace,
+    latest: list[str],
+    round_number: int,
+    config: Config,
+    generator: Generator,
+) -> tuple[int, Summary | None, Turn]:
+    """One critic turn: the critic continues its own agent's conversation with advice."""
+    prompts = config.prompts
+    others = format_responses([text for index, text in enumerate(latest) if index != agent.agent])
+    summary = None
+    if config.debate.summarize:
+        request = [
+            Message(
+                role="user",
+                content=render(prompts.summarize, question=problem.question, responses=others),
+            )
+        ]
+        digest = await generator.complete(config.provider.model, request, agent.agent)
+        summary = Summary(
+            round=round_number,
+            agent=agent.agent,
+            model=config.provider.model,
+            messages=request,
+            text=digest.text,
+            usage=digest.usage,
+        )
+        advice = render(prompts.debate_summary, summary=digest.text)
+    else:
+        advice = render(prompts.debate_responses, responses=others)
+    last = trace.turns[-1]
+    history = [*last.messages, Message(role="assistant", content=last.response or "(no response)")]
+    messages = [*history, Message(role="user", content=advice)]
+    assert agent.critic is not None
+    reply = await generator.complete(agent.critic, messages, agent.agent)
+    return (
+        agent.agent,
+        summary,
+        _turn(round_number, "critic", agent.critic, messages, reply, config),
+    )
+
+
+def format_responses(responses: Sequence[str]) -> str:
+    return "\n\n".join(
+        f"Solution {number}:\n{text.strip() or '(no response)'}"
+        for number, text in enumerate(responses, start=1)
+    )
+
+
+def _turn(
+    round_number: int,
+    role: str,
+    model: str,
+    messages: list[Message],
+    reply: Completion,
+    config: Config,
+) -> Turn:
+    return Turn(
+        round=round_number,
+        role=role,
+        model=model,
+        messages=messages,
+        response=reply.text,
+        answer=extract_boxed(reply.text),
+        finish_reason=reply.finish_reason,
+        usage=reply.usage,
+    )

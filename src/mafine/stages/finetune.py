@@ -1,0 +1,133 @@
+"""finetune: one tuning job per agent model, recorded before it is polled.
+
+The models file is rewritten (atomically) after every submission, so a rerun finds the job
+names it already submitted and polls them instead of paying for them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mafine.artifacts import ModelRecord, SFTCount
+from mafine.errors import MafineError
+from mafine.jsonl import read_rows, write_rows
+from mafine.providers.base import Provider, TuningSpec
+from mafine.rundir import RunDir
+from mafine.stages.roster import load_records
+from mafine.ui import console
+
+
+async def finetune(run: RunDir, provider: Provider, iteration: int) -> list[ModelRecord]:
+    name = f"iter-{iteration}/finetune"
+    if run.stage_status(name) == "done" and run.models(iteration).exists():
+        console.print(f"{name}: models already tuned, skipped")
+        return list(read_rows(run.models(iteration), ModelRecord))
+    with run.stage(name):
+        records = plan_models(run, iteration)
+        _save(run, iteration, records)
+        for index, record in enumerate(records):
+            if record.state in {"submitted", "succeeded", "kept"}:
+                continue
+            spec = _spec(run, iteration, record)
+            console.print(
+                f"{name}: submitting agent {record.agent} {record.role} "
+                f"({record.examples} examples)"
+            )
+            job = provider.start_tuning(spec)
+            records[index] = record.model_copy(
+                update={"job_name": job, "state": "submitted", "error": None}
+            )
+            _save(run, iteration, records)
+        records = await _poll_until_done(run, provider, iteration, records)
+        failed = [r for r in records if r.state == "failed"]
+        if failed:
+            details = "; ".join(
+                f"agent {r.agent} {r.role} ({r.job_name}): {r.error}" for r in failed
+            )
+            raise MafineError(f"tuning failed for {details}; rerun `mafine finetune` to resubmit")
+    return records
+
+
+def plan_models(run: RunDir, iteration: int) -> list[ModelRecord]:
+    """This iteration's records: those already submitted, else a plan from the SFT counts.
+
+    A model with no examples keeps its previous model; a failed job is planned again.
+    """
+    config = run.config
+    base = config.provider.model
+    existing = {}
+    if run.models(iteration).exists():
+        existing = {(r.agent, r.role): r for r in read_rows(run.models(iteration), ModelRecord)}
+    counts = {(c.agent, c.role): c.total for c in read_rows(run.sft_counts(iteration), SFTCount)}
+    plan = []
+    for before in load_records(run, iteration - 1):
+        key = (before.agent, before.role)
+        record = existing.get(key)
+        if record is not None and record.state != "failed":
+            plan.append(record)
+            continue
+        examples = counts.get(key, 0)
+        previous = before.checkpoint or base
+        start = previous if config.finetune.start_from == "continue" else base
+        common = {"agent": before.agent, "role": before.role, "base_model": base}
+        if examples == 0:
+            plan.append(
+                ModelRecord(
+                    **common,
+                    start_checkpoint=previous,
+                    state="kept",
+                    serving_model=before.serving_model,
+                    checkpoint=before.checkpoint,
+                )
+            )
+        else:
+            plan.append(
+                ModelRecord(**common, start_checkpoint=start, examples=examples, state="pending")
+            )
+    return plan
+
+
+def _spec(run: RunDir, iteration: int, record: ModelRecord) -> TuningSpec:
+    config = run.config
+    display = f"{run.root.name}-i{iteration}-a{record.agent}-{record.role}"
+    return TuningSpec(
+        display_name=display,
+        start_checkpoint=record.start_checkpoint,
+        training_file=run.sft_file(iteration, record.agent, record.role),
+        output_dir=run.tuning_dir(iteration) / f"agent-{record.agent}-{record.role}",
+        epochs=config.finetune.epochs,
+        learning_rate_multiplier=config.finetune.learning_rate_multiplier,
+        adapter_size=config.finetune.adapter_size,
+    )
+
+
+async def _poll_until_done(
+    run: RunDir, provider: Provider, iteration: int, records: list[ModelRecord]
+) -> list[ModelRecord]:
+    interval = run.config.finetune.poll_seconds
+    while True:
+        for index, record in enumerate(records):
+            if record.state != "submitted" or record.job_name is None:
+                continue
+            status = provider.poll_tuning(record.job_name)
+            if status.state == "running":
+                continue
+            records[index] = record.model_copy(
+                update={
+                    "state": status.state,
+                    "serving_model": status.serving_model,
+                    "checkpoint": status.checkpoint,
+                    "error": status.error,
+                }
+            )
+            console.print(
+                f"iter-{iteration}/finetune: agent {record.agent} {record.role} {status.state}"
+            )
+            _save(run, iteration, records)
+        if not any(record.state == "submitted" for record in records):
+            return records
+        await asyncio.sleep(interval)
+
+
+def _save(run: RunDir, iteration: int, records: list[ModelRecord]) -> None:
+    write_rows(run.models(iteration), records)

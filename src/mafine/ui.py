@@ -1,0 +1,51 @@
+"""Terminal output: one console, and progress that stays readable outside a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(highlight=False)
+error_console = Console(stderr=True, highlight=False)
+
+
+class ProgressLine:
+    """Advance a count; in a terminal a live bar, elsewhere (Colab shell cells, CI logs) a plain
+    line at every 10%, so logs are not flooded with redraws."""
+
+    def __init__(self, label: str, total: int, progress: Progress | None) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self._progress = progress
+        self._task = progress.add_task(label, total=total) if progress else None
+        self._next_report = 0.1
+
+    def advance(self, amount: int = 1) -> None:
+        self.done += amount
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, amount)
+            return
+        fraction = self.done / self.total if self.total else 1.0
+        if fraction >= self._next_report or self.done == self.total:
+            console.print(f"{self.label}: {self.done}/{self.total}")
+            while self._next_report <= fraction:
+                self._next_report += 0.1
+
+
+@contextmanager
+def progress(label: str, total: int) -> Iterator[ProgressLine]:
+    if not console.is_terminal:
+        yield ProgressLine(label, total, None)
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        yield ProgressLine(label, total, bar)
