@@ -71,19 +71,23 @@ class AppendLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         _drop_unfinished_tail(path)
-        self._handle: IO[str] = path.open("a", encoding="utf-8")
+        self._handle: IO[str] | None = None
 
     def append(self, row: BaseModel) -> int:
-        """Append a row; returns the byte offset where it starts."""
+        """Append a row; returns the byte offset where it starts. The file is created on the
+        first append, so a command that fails early leaves no empty file behind."""
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("a", encoding="utf-8")
         offset = self._handle.tell()
         self._handle.write(row.model_dump_json() + "\n")
         self._handle.flush()
         return offset
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
 
 def iter_log(path: Path, row_type: type[RowT]) -> Iterator[tuple[int, RowT]]:

@@ -80,6 +80,7 @@ async def debate_stage(session: Session, iteration: int, split: str) -> None:
 
 async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
     """The base-model eval debate (once per run), the iteration's eval debate, the metrics."""
+    load_records(session.run, iteration)  # fail before paying for baselines
     await debate_stage(session, 0, "eval")
     if iteration > 0:
         await debate_stage(session, iteration, "eval")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 error_console = Console(stderr=True, highlight=False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -133,7 +134,7 @@ class GeminiProvider:
             if exc.code == 404:
                 return MafineError(
                     f"model {model} is not available (404 NOT_FOUND); set provider.model "
-                    "to a current model (see `gemini models list` in the README)"
+                    "to a current model (the README says how to list them)"
                 )
             if exc.code == 429 and _is_hard_quota(message):
                 return QuotaExhausted(f"gemini quota exhausted, waiting will not help: {message}")
@@ -159,16 +160,18 @@ class GeminiProvider:
             )
         types = self._types
         uri = self._upload(spec, bucket)
-        job = self._client.tunings.tune(
-            base_model=spec.start_checkpoint,
-            training_dataset=types.TuningDataset(gcs_uri=uri),
-            config=types.CreateTuningJobConfig(
-                epoch_count=spec.epochs,
-                learning_rate_multiplier=spec.learning_rate_multiplier,
-                adapter_size=ADAPTER_SIZES[spec.adapter_size],
-                tuned_model_display_name=spec.display_name,
-            ),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)  # "tuning is experimental"
+            job = self._client.tunings.tune(
+                base_model=spec.start_checkpoint,
+                training_dataset=types.TuningDataset(gcs_uri=uri),
+                config=types.CreateTuningJobConfig(
+                    epoch_count=spec.epochs,
+                    learning_rate_multiplier=spec.learning_rate_multiplier,
+                    adapter_size=ADAPTER_SIZES[spec.adapter_size],
+                    tuned_model_display_name=spec.display_name,
+                ),
+            )
         return str(job.name)
 
     def poll_tuning(self, job_name: str) -> TuningStatus:

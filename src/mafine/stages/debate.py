@@ -63,7 +63,7 @@ async def run_debates(
     finally:
         log.close()
     write_rows(output, (read_at(partial, offsets[p.id], Transcript) for p in problems))
-    partial.unlink()
+    partial.unlink(missing_ok=True)
 
 
 async def debate_problem(

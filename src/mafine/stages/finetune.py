@@ -28,12 +28,11 @@ async def finetune(run: RunDir, provider: Provider, iteration: int) -> list[Mode
         for index, record in enumerate(records):
             if record.state in {"submitted", "succeeded", "kept"}:
                 continue
-            spec = _spec(run, iteration, record)
+            job = provider.start_tuning(_spec(run, iteration, record))
             console.print(
-                f"{name}: submitting agent {record.agent} {record.role} "
-                f"({record.examples} examples)"
+                f"{name}: agent {record.agent} {record.role} ({record.examples} examples) "
+                f"submitted as {job}"
             )
-            job = provider.start_tuning(spec)
             records[index] = record.model_copy(
                 update={"job_name": job, "state": "submitted", "error": None}
             )
