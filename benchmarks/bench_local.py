@@ -1,0 +1,256 @@
+"""Benchmark of the local provider on a tiny model built locally (no hub, no network).
+
+1. Batched generation vs one request at a time: the same requests, output tokens per
+   second, and the ratio.
+2. Peak memory with the base model alone vs with 6 LoRA adapters loaded on it (each in a
+   fresh process), and the exact size of the adapters' weights.
+3. Optionally (--shapes), LoRA adapter sizes for published model shapes, counted on the meta
+   device (no weights are allocated or downloaded).
+
+    python benchmarks/bench_local.py                       # the tests' tiny model
+    python benchmarks/bench_local.py --hidden 256 --layers 4 --requests 32 --shapes
+
+Needs the `local` extra. Figures depend on the machine: report them with its CPU/GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.local_fixtures
+
+# Published config.json values (hidden, intermediate, layers, heads, kv heads, vocab, tied).
+SHAPES = {
+    "Qwen2.5-0.5B-Instruct": (896, 4864, 24, 14, 2, 151936, True),
+    "Qwen2.5-1.5B-Instruct": (1536, 8960, 28, 12, 2, 151936, True),
+}
+
+
+def requests_for(model: str, n: int, max_tokens: int):
+    from mafine.artifacts import Message
+    from mafine.providers.base import GenerationRequest, Sampling
+
+    out = []
+    for i in range(n):
+        text = f"What is {i} + {2 * i + 1}? " + "Explain each step. " * (i % 4)
+        out.append(
+            GenerationRequest(
+                model=model,
+                messages=(Message(role="user", content=text),),
+                sampling=Sampling(1.0, 0.9, max_tokens),
+                sample_index=0,
+                seed=i,
+            )
+        )
+    return out
+
+
+def make_provider(model_dir: Path, batch_size: int, device: str):
+    from tests.local_fixtures import local_provider_config
+
+    from mafine.providers.local import LocalProvider
+
+    config = local_provider_config(
+        model_dir, max_concurrency=batch_size, batch_size=batch_size, device=device, dtype="auto"
+    )
+    return LocalProvider(config, seed=0)
+
+
+def throughput(model_dir: Path, n: int, max_tokens: int, batch_size: int, device: str) -> dict:
+    provider = make_provider(model_dir, batch_size, device)
+    requests = requests_for(str(model_dir), n, max_tokens)
+    asyncio.run(provider.generate(requests[0]))  # load and warm up
+
+    async def together():
+        return await asyncio.gather(*(provider.generate(r) for r in requests))
+
+    async def one_by_one():
+        return [await provider.generate(r) for r in requests]
+
+    figures = {}
+    for label, run in (("batched", together), ("sequential", one_by_one)):
+        calls = provider.stats.generate_calls
+        began = time.perf_counter()
+        completions = asyncio.run(run())
+        seconds = time.perf_counter() - began
+        tokens = sum(c.usage.output_tokens for c in completions)
+        figures[label] = {
+            "seconds": round(seconds, 3),
+            "output_tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1),
+            "generate_calls": provider.stats.generate_calls - calls,
+            "texts": [c.text for c in completions],
+        }
+    same = figures["batched"].pop("texts") == figures["sequential"].pop("texts")
+    figures["ratio"] = round(
+        figures["batched"]["tokens_per_s"] / figures["sequential"]["tokens_per_s"], 2
+    )
+    figures["same_texts"] = same
+    provider.close()
+    return figures
+
+
+def train_adapters(model_dir: Path, root: Path, count: int, device: str) -> list[str]:
+    from mafine.providers.base import TuningSpec
+
+    root.mkdir(parents=True, exist_ok=True)
+    provider = make_provider(model_dir, 8, device)
+    adapters = []
+    for k in range(count):
+        data = root / f"agent{k}.jsonl"
+        with data.open("w") as f:
+            for i in range(4):
+                messages = [
+                    {"role": "user", "content": f"What is {i} + {k}?"},
+                    {"role": "assistant", "content": f"The answer is {i + k}."},
+                ]
+                f.write(json.dumps({"messages": messages, "problem_id": str(i), "kind": "x"}))
+                f.write("\n")
+        spec = TuningSpec(
+            display_name=f"agent{k}",
+            start_checkpoint=str(model_dir),
+            training_file=data,
+            output_dir=root / f"agent{k}",
+            epochs=1,
+            learning_rate_multiplier=1.0,
+            adapter_size=4,
+        )
+        status = provider.poll_tuning(provider.start_tuning(spec))
+        adapters.append(status.serving_model)
+    provider.close()
+    return adapters
+
+
+def _memory_child(model_dir: str, adapters: list[str], device: str, queue) -> None:
+    import resource
+
+    import torch
+
+    provider = make_provider(Path(model_dir), 8, device)
+    models = [model_dir, *adapters]
+    requests = [r for m in models for r in requests_for(m, 8, 16)]
+
+    async def run():
+        return await asyncio.gather(*(provider.generate(r) for r in requests))
+
+    asyncio.run(run())
+    engine = provider._engine
+    base_bytes = sum(
+        p.numel() * p.element_size() for n, p in engine.model.named_parameters() if "lora_" not in n
+    )
+    lora_bytes = sum(
+        p.numel() * p.element_size() for n, p in engine.model.named_parameters() if "lora_" in n
+    )
+    result = {
+        "models": len(models),
+        "base_param_bytes": base_bytes,
+        "adapter_param_bytes": lora_bytes,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+    if torch.cuda.is_available() and engine.device.type == "cuda":
+        result["peak_cuda_allocated_bytes"] = torch.cuda.max_memory_allocated()
+    provider.close()
+    queue.put(result)
+
+
+def memory(model_dir: Path, adapters: list[str], device: str) -> dict:
+    context = multiprocessing.get_context("spawn")
+    figures = {}
+    for label, loaded in (("base_alone", []), (f"base_plus_{len(adapters)}_adapters", adapters)):
+        queue = context.Queue()
+        child = context.Process(target=_memory_child, args=(str(model_dir), loaded, device, queue))
+        child.start()
+        figures[label] = queue.get()
+        child.join()
+    return figures
+
+
+def adapter_sizes(rank: int) -> dict:
+    """LoRA parameter counts (all-linear) for published shapes, on the meta device."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    sizes = {}
+    for name, (hidden, inter, layers, heads, kv, vocab, tied) in SHAPES.items():
+        config = Qwen2Config(
+            hidden_size=hidden,
+            intermediate_size=inter,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv,
+            vocab_size=vocab,
+            tie_word_embeddings=tied,
+        )
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        base = sum(p.numel() for p in model.parameters())
+        peft = get_peft_model(
+            model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear")
+        )
+        lora = sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n)
+        sizes[name] = {
+            "base_params": base,
+            "base_fp16_bytes": 2 * base,
+            "lora_rank": rank,
+            "adapter_params": lora,
+            "adapter_fp32_bytes": 4 * lora,
+        }
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--adapters", type=int, default=6)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--shapes", action="store_true", help="also count adapter sizes")
+    parser.add_argument("--rank", type=int, default=16, help="LoRA rank for --shapes")
+    args = parser.parse_args()
+
+    import torch
+    import transformers
+    from tests.local_fixtures import build_tiny_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model_dir = build_tiny_model(
+            root / "model", hidden_size=args.hidden, layers=args.layers, heads=4
+        )
+        report = {
+            "machine": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "cpu_count": os.cpu_count(),
+                "torch_threads": torch.get_num_threads(),
+                "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            },
+            "model": {"hidden": args.hidden, "layers": args.layers},
+            "throughput": throughput(
+                model_dir, args.requests, args.max_tokens, args.batch_size, args.device
+            ),
+        }
+        adapters = train_adapters(model_dir, root / "tuning", args.adapters, args.device)
+        report["memory"] = memory(model_dir, adapters, args.device)
+        if args.shapes:
+            report["adapter_sizes"] = adapter_sizes(args.rank)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
