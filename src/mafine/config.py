@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mafine import prompts
 from mafine.errors import MafineError
 from mafine.grading.settings import GradingConfig
+from mafine.providers.local.settings import LocalSettings
 
 
 class Strict(BaseModel):
@@ -138,12 +139,13 @@ class FakeSettings(Strict):
 
 
 class ProviderConfig(Strict):
-    name: Literal["gemini", "fake"] = "fake"
+    name: Literal["gemini", "fake", "local"] = "fake"
     model: str = "gemini-3.1-flash-lite"
     max_concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(120.0, gt=0.0)
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     fake: FakeSettings = Field(default_factory=FakeSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
 
 
 class Config(Strict):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from mafine.config import ProviderConfig
 from mafine.providers.base import Provider
+
+if TYPE_CHECKING:
+    from mafine.config import ProviderConfig
 
 FAKE_TUNING_BUCKET = "gs://mafine-fake/tuning"
 
