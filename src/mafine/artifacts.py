@@ -123,7 +123,8 @@ class ModelRecord(Row):
     """One agent model of one iteration: what it was tuned from, the job, and what to use next.
 
     `serving_model` is the name generation uses; `checkpoint` is the name a later tuning
-    continues from (on Vertex AI an endpoint serves, a model resource continues).
+    continues from (on Vertex AI an endpoint serves, a model resource continues). `kept`
+    keeps the previous model; `shared` uses agent 0's generator (single-agent fine-tuning).
     """
 
     agent: int
@@ -132,7 +133,7 @@ class ModelRecord(Row):
     start_checkpoint: str
     examples: int = 0
     job_name: str | None = None
-    state: Literal["kept", "pending", "submitted", "succeeded", "failed"]
+    state: Literal["kept", "shared", "pending", "submitted", "succeeded", "failed"]
     serving_model: str | None = None
     checkpoint: str | None = None
     error: str | None = None

@@ -41,6 +41,9 @@ DataSource = Annotated[DeepMindSource | FileSource, Field(discriminator="kind")]
 
 class DataConfig(Strict):
     source: DataSource = Field(default_factory=DeepMindSource)
+    eval_source: DataSource | None = Field(
+        None, description="another data set for eval (zero-shot transfer); default: source"
+    )
     train_size: int = Field(100, ge=1)
     eval_size: int = Field(20, ge=1)
 
@@ -97,6 +100,12 @@ class SamplingConfig(Strict):
 
 
 class SFTConfig(Strict):
+    selection: Literal["multiagent", "single_agent", "star"] = Field(
+        "multiagent",
+        description="multiagent: each agent model on its own slice, agreement with the "
+        "majority; single_agent: one model on every agent's majority-agreeing first answers, "
+        "used by all agents; star: like multiagent but agreement with the GROUND TRUTH",
+    )
     corrected_weight: float = Field(
         2 / 3,
         gt=0.0,
@@ -111,6 +120,18 @@ class FinetuneConfig(Strict):
     learning_rate_multiplier: float = Field(1.0, gt=0.0)
     adapter_size: Literal[1, 2, 4, 8, 16] = 4
     poll_seconds: float = Field(30.0, gt=0.0)
+    tune_critics: bool = Field(True, description="false: critics keep their previous model")
+
+
+Variant = Literal["single_agent_ft", "no_summary", "no_critic", "star"]
+
+
+class EvaluationConfig(Strict):
+    compare: list[Variant] = Field(
+        default_factory=list,
+        description="methods run beside multiagent FT in the same run, on the same problems",
+    )
+    baselines: bool = Field(True, description="Base, Majority and Debate on the eval split")
 
 
 class GeminiSettings(Strict):
@@ -160,6 +181,7 @@ class Config(Strict):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
 
 

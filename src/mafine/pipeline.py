@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mafine.config import Config
+from mafine.config import Config, config_dict
 from mafine.errors import MafineError
 from mafine.grading import Grader, get_grader
 from mafine.journal import Generator, Journal
@@ -79,30 +79,84 @@ async def debate_stage(session: Session, iteration: int, split: str) -> None:
 
 
 async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
-    """The base-model eval debate (once per run), the iteration's eval debate, the metrics."""
-    load_records(session.run, iteration)  # fail before paying for baselines
-    await debate_stage(session, 0, "eval")
+    """The eval debates of the base models (once per run) and of iteration K's models, for
+    the main method and every compared variant that has them; then the results."""
+    run = session.run
+    load_records(run, iteration)  # fail before paying for baselines
+    if run.config.evaluation.baselines:
+        await debate_stage(session, 0, "eval")
     if iteration > 0:
         await debate_stage(session, iteration, "eval")
-    return evaluate.evaluate_iteration(session.run, session.grader, iteration)
+    async with variant_sessions(session) as variants:
+        for variant in variants.values():
+            if iteration > 0 and variant.run.models(iteration).exists():
+                await debate_stage(variant, iteration, "eval")
+        runs = {name: variant.run for name, variant in variants.items()}
+        return evaluate.write_results(run, session.grader, iteration, runs)
 
 
 async def finetune_stage(session: Session, iteration: int) -> None:
     await finetune.finetune(session.run, session.provider, iteration)
 
 
+async def iterate(session: Session, iteration: int) -> None:
+    """One iteration of the method: debate the train split, build data, tune."""
+    await debate_stage(session, iteration, "train")
+    build_sft.build_sft(session.run, session.grader, iteration)
+    await finetune_stage(session, iteration)
+
+
 async def run_all(session: Session) -> dict[str, Any]:
-    """Every stage of every iteration; finished stages are skipped."""
+    """Every stage of every iteration, for the method and each compared variant; finished
+    stages are skipped. Variants share the provider and the journal, so a debate they have in
+    common with the main run (the first train debate, say) costs nothing twice."""
     run = session.run
     prepare.prepare(run)
-    summary: dict[str, Any] = {}
-    for iteration in range(1, run.config.iterations + 1):
+    iterations = run.config.iterations
+    for iteration in range(1, iterations + 1):
         console.rule(f"iteration {iteration}")
-        await debate_stage(session, iteration, "train")
-        build_sft.build_sft(run, session.grader, iteration)
-        await finetune_stage(session, iteration)
-        summary = await evaluate_stage(session, iteration)
-    return summary
+        await iterate(session, iteration)
+        await debate_stage(session, iteration, "eval")
+    async with variant_sessions(session) as variants:
+        for name, variant in variants.items():
+            prepare.prepare(variant.run)
+            for iteration in range(1, iterations + 1):
+                console.rule(f"{name}: iteration {iteration}")
+                await iterate(variant, iteration)
+                await debate_stage(variant, iteration, "eval")
+    console.rule("evaluation")
+    return await evaluate_stage(session, iterations)
+
+
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "single_agent_ft": {"sft": {"selection": "single_agent"}},
+    "no_summary": {"debate": {"summarize": False}},
+    "no_critic": {"finetune": {"tune_critics": False}},
+    "star": {"sft": {"selection": "star"}},
+}
+
+
+def variant_config(config: Config, name: str) -> Config:
+    """The run's config with one variant's changes, in `<run_dir>/variants/<name>`."""
+    raw = config_dict(config)
+    for section, values in VARIANTS[name].items():
+        raw[section].update(values)
+    assert config.run_dir is not None
+    raw["run_dir"] = str(config.run_dir / "variants" / name)
+    raw["evaluation"] = {"compare": [], "baselines": False}
+    return Config.model_validate(raw)
+
+
+@asynccontextmanager
+async def variant_sessions(session: Session) -> AsyncIterator[dict[str, Session]]:
+    """Sessions for the compared variants: their own run directories, the shared provider,
+    journal and grader."""
+    with ExitStack() as stack:
+        variants = {}
+        for name in session.run.config.evaluation.compare:
+            run = stack.enter_context(RunDir.open(variant_config(session.run.config, name)))
+            variants[name] = Session(run, session.provider, session.journal, session.grader)
+        yield variants
 
 
 def sampling(config: Config) -> Sampling:

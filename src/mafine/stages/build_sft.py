@@ -4,6 +4,10 @@ Generation data: round-1 responses that agree with the debate's majority. Critic
 whole conversation up to the final response when the agent was corrected (DC-: wrong first,
 majority at the end) or kept (DC+: majority first and at the end), mixed so DC- makes up a
 share w. No ground truth is used: the method improves on its own consensus.
+
+Two reference methods select differently (`sft.selection`): `single_agent` pools every
+agent's generation data into ONE model that all agents then use; `star` agrees with the
+ground truth instead of the majority (it uses labels, so it is a reference, not the method).
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ def select_examples(
     transcripts: Iterable[Transcript], config: Config, grader: Grader, iteration: int
 ) -> dict[tuple[int, str], list[SFTExample]]:
     """Every agent model's examples, keyed by (agent, role)."""
+    selection = config.sft.selection
     generation: dict[int, list[SFTExample]] = {a: [] for a in range(config.agents.count)}
     corrected: dict[int, list[SFTExample]] = {a: [] for a in range(config.agents.critics)}
     kept: dict[int, list[SFTExample]] = {a: [] for a in range(config.agents.critics)}
     for transcript in transcripts:
-        majority = transcript.majority
+        majority = transcript.gold if selection == "star" else transcript.majority
         if majority is None:
             continue
         for trace in transcript.agents:
@@ -48,6 +53,16 @@ def select_examples(
             bucket = kept if first_agrees else corrected
             bucket[trace.agent].append(_example(trace, -1, transcript.problem_id, kind))
     selected: dict[tuple[int, str], list[SFTExample]] = {}
+    if selection == "single_agent":
+        pooled = sorted(
+            (example for examples in generation.values() for example in examples),
+            key=lambda example: example.problem_id,
+        )
+        selected[(0, "generator")] = pooled
+        for agent in range(config.agents.count):
+            for role in model_roles(config, agent):
+                selected.setdefault((agent, role), [])
+        return selected
     for agent in range(config.agents.count):
         selected[(agent, "generator")] = generation[agent]
         if agent < config.agents.critics:

@@ -1,42 +1,64 @@
-"""evaluate: accuracy of the agents, the debate and the baselines on the held-out problems.
+"""evaluate: every method's per-problem outcomes on the held-out problems, in one document.
 
 The baselines come from one debate of the BASE models on the eval split, computed once per run:
 Base is agent 0's round-1 answer (one sample, no debate), Majority is the vote over the N
 round-1 answers (N independent base samples: round 1 sees no other agent), Debate is the
-debate's final majority.
+debate's final majority. Every tuned method (multiagent FT per iteration and the compared
+variants) is the final majority of its own eval debate.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from mafine.artifacts import Transcript
-from mafine.config import Config
+from mafine.config import Config, config_dict
 from mafine.grading import Grader
 from mafine.grading.vote import majority_vote
 from mafine.jsonl import read_rows, write_json
 from mafine.rundir import RunDir
 from mafine.stages.prepare import source_name
-from mafine.ui import console
 
-BASELINES = ("base", "majority", "debate")
+LABELS = {
+    "base": "Base",
+    "majority": "Majority",
+    "debate": "Debate",
+    "multiagent_ft": "Multiagent FT",
+    "single_agent_ft": "Single-agent FT",
+    "no_summary": "Multiagent FT, no summary",
+    "no_critic": "Multiagent FT, critics not tuned",
+    "star": "STaR (uses ground truth)",
+}
 
 
-def debate_metrics(transcripts: Iterable[Transcript], grader: Grader, seed: int) -> dict[str, Any]:
-    """Accuracy per agent and round, of the round-1 vote and of the final majority."""
-    problems = 0
+@dataclass(frozen=True)
+class EvalDebate:
+    """An eval-split debate file and the method and iteration it stands for."""
+
+    key: str
+    iteration: int
+    path: Path
+
+
+def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int) -> dict[str, Any]:
+    """Per-problem correctness of the first agent, the round-1 vote and the final majority,
+    per agent and round accuracy, consensus, and responses without an answer."""
+    problem_ids: list[str] = []
+    first_agent: list[bool] = []
+    first_vote: list[bool] = []
+    final_vote: list[bool] = []
+    consensus: list[float] = []
     agent_round: dict[str, dict[str, int]] = {}
-    first_vote = final_vote = no_answer = responses = 0
+    no_answer = responses = 0
     finish_reasons: dict[str, int] = {}
     for transcript in transcripts:
-        problems += 1
-        first_answers = []
-        for trace in transcript.agents:
-            first_answers.append(trace.first_answer)
+        problem_ids.append(transcript.problem_id)
+        traces = transcript.agents
+        for trace in traces:
             rounds = agent_round.setdefault(str(trace.agent), {})
             for turn in trace.turns:
                 correct = grader.equivalent(transcript.gold, turn.answer)
@@ -45,136 +67,122 @@ def debate_metrics(transcripts: Iterable[Transcript], grader: Grader, seed: int)
                 no_answer += int(turn.answer is None)
                 reason = turn.finish_reason or "UNKNOWN"
                 finish_reasons[reason] = finish_reasons.get(reason, 0) + 1
+        first_answers = [trace.first_answer for trace in traces]
         rng = random.Random(f"mafine-vote-round1:{seed}:{transcript.problem_id}")
         first_majority, _ = majority_vote(first_answers, grader, rng)
-        first_vote += int(grader.equivalent(transcript.gold, first_majority))
-        final_vote += int(grader.equivalent(transcript.gold, transcript.majority))
-    share = (lambda count: count / problems) if problems else (lambda count: 0.0)
+        first_agent.append(grader.equivalent(transcript.gold, traces[0].first_answer))
+        first_vote.append(grader.equivalent(transcript.gold, first_majority))
+        final_vote.append(grader.equivalent(transcript.gold, transcript.majority))
+        agreeing = (
+            sum(grader.equivalent(transcript.majority, t.final_answer) for t in traces)
+            if transcript.majority is not None
+            else 0
+        )
+        consensus.append(agreeing / len(traces))
+    count = len(problem_ids) or 1
     return {
-        "problems": problems,
+        "problem_ids": problem_ids,
+        "first_agent": first_agent,
+        "first_vote": first_vote,
+        "final_vote": final_vote,
         "per_agent_round": {
-            agent: {rnd: share(count) for rnd, count in rounds.items()}
+            agent: {rnd: hits / count for rnd, hits in rounds.items()}
             for agent, rounds in agent_round.items()
         },
-        "round1_majority": share(first_vote),
-        "final_majority": share(final_vote),
+        "consensus": sum(consensus) / count,
         "responses": responses,
         "no_answer": no_answer,
         "finish_reasons": finish_reasons,
     }
 
 
-def baseline_metrics(run: RunDir, grader: Grader) -> dict[str, Any]:
-    debate = debate_metrics(
-        read_rows(run.transcripts(0, "eval"), Transcript), grader, run.config.seed
-    )
+def eval_debates(run: RunDir, iteration: int, variants: dict[str, RunDir]) -> list[EvalDebate]:
+    """Every finished eval debate up to `iteration`: baseline, multiagent FT, variants."""
+    found = []
+    if run.config.evaluation.baselines and run.transcripts(0, "eval").exists():
+        found.append(EvalDebate("debate", 0, run.transcripts(0, "eval")))
+    for k in range(1, iteration + 1):
+        if run.transcripts(k, "eval").exists():
+            found.append(EvalDebate("multiagent_ft", k, run.transcripts(k, "eval")))
+        for name, variant in variants.items():
+            if variant.transcripts(k, "eval").exists():
+                found.append(EvalDebate(name, k, variant.transcripts(k, "eval")))
+    return found
+
+
+def metrics_document(run: RunDir, grader: Grader, debates: list[EvalDebate]) -> dict[str, Any]:
+    """The run's results: one entry per method with its per-problem outcomes (the
+    statistics are computed from them), per agent and round accuracy, and diversity."""
+    config = run.config
+    methods: list[dict[str, Any]] = []
+    per_agent_round: dict[str, Any] = {}
+    diversity: dict[str, Any] = {}
+    health: dict[str, Any] = {}
+    for debate in debates:
+        outcomes = debate_outcomes(read_rows(debate.path, Transcript), grader, config.seed)
+        tag = f"{debate.key}@{debate.iteration}"
+        per_agent_round[tag] = outcomes["per_agent_round"]
+        diversity[tag] = {"consensus": outcomes["consensus"]}
+        health[tag] = {key: outcomes[key] for key in ("responses", "no_answer", "finish_reasons")}
+        if debate.key == "debate":
+            for key, field in (("base", "first_agent"), ("majority", "first_vote")):
+                methods.append(_method(key, 0, outcomes["problem_ids"], outcomes[field]))
+        methods.append(
+            _method(debate.key, debate.iteration, outcomes["problem_ids"], outcomes["final_vote"])
+        )
     return {
-        "base": debate["per_agent_round"].get("0", {}).get("1", 0.0),
-        "majority": debate["round1_majority"],
-        "debate": debate["final_majority"],
-        "details": debate,
+        "header": header(config, grader),
+        "methods": methods,
+        "per_agent_round": per_agent_round,
+        "diversity": diversity,
+        "responses": health,
     }
 
 
-def evaluate_iteration(run: RunDir, grader: Grader, iteration: int) -> dict[str, Any]:
-    """Write the iteration's metrics.json, the run's metrics.json and report.md."""
-    config = run.config
-    baselines = baseline_metrics(run, grader)
-    write_json(run.metrics(0), _header(config, grader) | {"baselines": baselines})
-    iterations: dict[str, Any] = {}
-    for k in range(1, iteration + 1):
-        path = run.transcripts(k, "eval")
-        if not path.exists():
-            continue
-        debate = debate_metrics(read_rows(path, Transcript), grader, config.seed)
-        accuracy = debate["final_majority"]
-        iterations[str(k)] = {
-            "multiagent_ft": accuracy,
-            "change": {name: accuracy - baselines[name] for name in BASELINES},
-            "details": debate,
-        }
-        write_json(run.metrics(k), _header(config, grader) | {"iteration": k, **iterations[str(k)]})
-    summary = _header(config, grader) | {"baselines": baselines, "iterations": iterations}
-    write_json(run.run_metrics, summary)
-    run.report.write_text(render_report(summary))
-    console.print(results_table(summary))
-    if config.provider.name == "fake":
-        console.print(FAKE_WARNING)
-    return summary
+def write_results(
+    run: RunDir, grader: Grader, iteration: int, variants: dict[str, RunDir]
+) -> dict[str, Any]:
+    """metrics.json (the run, and each iteration's slice) and report.md."""
+    from mafine.stages.report import print_results, render_report
+
+    document = metrics_document(run, grader, eval_debates(run, iteration, variants))
+    write_json(run.run_metrics, document)
+    for k in range(0, iteration + 1):
+        if run.iteration_dir(k).exists():
+            chosen = [m for m in document["methods"] if m["iteration"] == k]
+            write_json(run.metrics(k), {"header": document["header"], "methods": chosen})
+    run.report.write_text(render_report(document, run.root))
+    print_results(document)
+    return document
 
 
-FAKE_WARNING = (
-    "[yellow]These numbers come from the fake provider (an offline test double): "
-    "they are not research results.[/]"
-)
-
-
-def _header(config: Config, grader: Grader) -> dict[str, Any]:
+def header(config: Config, grader: Grader) -> dict[str, Any]:
+    data = config.data
     return {
         "provider": config.provider.name,
         "base_model": config.provider.model,
         "grader": grader.settings(),
-        "data": source_name(config),
-        "eval_size": config.data.eval_size,
-        "train_size": config.data.train_size,
+        "data": source_name(data.source),
+        "eval_data": source_name(data.eval_source or data.source),
+        "train_size": data.train_size,
+        "eval_size": data.eval_size,
         "agents": config.agents.count,
         "critics": config.agents.critics,
         "rounds": config.debate.rounds,
         "summarize": config.debate.summarize,
         "seed": config.seed,
+        "config": config_dict(config),
     }
 
 
-def results_table(summary: dict[str, Any]) -> Table:
-    table = Table(
-        title=f"accuracy on {summary['eval_size']} eval problems "
-        f"({summary['provider']}: {summary['base_model']}, grader {summary['grader']['name']})"
-    )
-    table.add_column("method")
-    table.add_column("accuracy", justify="right")
-    for name in ("change vs base", "vs majority", "vs debate"):
-        table.add_column(name, justify="right")
-    baselines = summary["baselines"]
-    for name in BASELINES:
-        table.add_row(name.capitalize(), _pct(baselines[name]), "", "", "")
-    for k, result in summary["iterations"].items():
-        changes = [_signed(result["change"][name]) for name in BASELINES]
-        table.add_row(f"Multiagent FT (iteration {k})", _pct(result["multiagent_ft"]), *changes)
-    return table
-
-
-def render_report(summary: dict[str, Any]) -> str:
-    lines = [
-        "# mafine report",
-        "",
-        f"- provider: **{summary['provider']}**, base model `{summary['base_model']}`",
-        f"- data: {summary['data']}, {summary['train_size']} train / "
-        f"{summary['eval_size']} eval problems",
-        f"- agents: {summary['agents']} ({summary['critics']} with critics), "
-        f"{summary['rounds']} rounds, summary {'on' if summary['summarize'] else 'off'}",
-        f"- grader: {summary['grader']['name']}; seed {summary['seed']}",
-        "",
-    ]
-    if summary["provider"] == "fake":
-        lines += [
-            "> These numbers come from the fake provider, an offline test double. "
-            "They test the pipeline and are not research results.",
-            "",
-        ]
-    lines += ["| method | accuracy | vs base | vs majority | vs debate |", "|---|---|---|---|---|"]
-    for name in BASELINES:
-        lines.append(f"| {name.capitalize()} | {_pct(summary['baselines'][name])} | | | |")
-    for k, result in summary["iterations"].items():
-        changes = " | ".join(_signed(result["change"][name]) for name in BASELINES)
-        lines.append(
-            f"| Multiagent FT (iteration {k}) | {_pct(result['multiagent_ft'])} | {changes} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
-def _signed(value: float) -> str:
-    return f"{100 * value:+.1f}"
+def _method(
+    key: str, iteration: int, problem_ids: list[str], correct: list[bool]
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "label": LABELS[key],
+        "iteration": iteration,
+        "uses_labels": key == "star",
+        "problem_ids": problem_ids,
+        "correct": correct,
+    }

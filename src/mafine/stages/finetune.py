@@ -26,7 +26,7 @@ async def finetune(run: RunDir, provider: Provider, iteration: int) -> list[Mode
         records = plan_models(run, iteration)
         _save(run, iteration, records)
         for index, record in enumerate(records):
-            if record.state in {"submitted", "succeeded", "kept"}:
+            if record.state != "pending":
                 continue
             job = provider.start_tuning(_spec(run, iteration, record))
             console.print(
@@ -37,7 +37,8 @@ async def finetune(run: RunDir, provider: Provider, iteration: int) -> list[Mode
                 update={"job_name": job, "state": "submitted", "error": None}
             )
             _save(run, iteration, records)
-        records = await _poll_until_done(run, provider, iteration, records)
+        records = _fill_shared(await _poll_until_done(run, provider, iteration, records))
+        _save(run, iteration, records)
         failed = [r for r in records if r.state == "failed"]
         if failed:
             details = "; ".join(
@@ -50,9 +51,12 @@ async def finetune(run: RunDir, provider: Provider, iteration: int) -> list[Mode
 def plan_models(run: RunDir, iteration: int) -> list[ModelRecord]:
     """This iteration's records: those already submitted, else a plan from the SFT counts.
 
-    A model with no examples keeps its previous model; a failed job is planned again.
+    A model with no examples keeps its previous model, and so do critics when critics are not
+    tuned; with single-agent selection every model shares agent 0's generator. A failed job
+    is planned again.
     """
     config = run.config
+    single = config.sft.selection == "single_agent"
     base = config.provider.model
     existing = {}
     if run.models(iteration).exists():
@@ -69,7 +73,9 @@ def plan_models(run: RunDir, iteration: int) -> list[ModelRecord]:
         previous = before.checkpoint or base
         start = previous if config.finetune.start_from == "continue" else base
         common = {"agent": before.agent, "role": before.role, "base_model": base}
-        if examples == 0:
+        if single and key != (0, "generator"):
+            plan.append(ModelRecord(**common, start_checkpoint=start, state="shared"))
+        elif examples == 0 or (before.role == "critic" and not config.finetune.tune_critics):
             plan.append(
                 ModelRecord(
                     **common,
@@ -126,6 +132,19 @@ async def _poll_until_done(
         if not any(record.state == "submitted" for record in records):
             return records
         await asyncio.sleep(interval)
+
+
+def _fill_shared(records: list[ModelRecord]) -> list[ModelRecord]:
+    """Point every shared record at agent 0's generator, once that one is settled."""
+    source = next(r for r in records if (r.agent, r.role) == (0, "generator"))
+    return [
+        record.model_copy(
+            update={"serving_model": source.serving_model, "checkpoint": source.checkpoint}
+        )
+        if record.state == "shared"
+        else record
+        for record in records
+    ]
 
 
 def _save(run: RunDir, iteration: int, records: list[ModelRecord]) -> None:

@@ -7,13 +7,14 @@ import re
 from collections.abc import Iterator
 
 from mafine.artifacts import Problem
-from mafine.config import Config, DeepMindSource
+from mafine.config import Config, DeepMindSource, FileSource
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows, write_rows
 from mafine.rundir import RunDir
 from mafine.ui import console
 
 SPLITS = ("train", "eval")
+Record = tuple[str | None, str, str]  # (id or None, question, answer)
 
 
 def normalize_question(text: str) -> str:
@@ -29,8 +30,10 @@ def prepare(run: RunDir) -> None:
         train, evaluation = draw_problems(config)
         write_rows(run.problems("eval"), evaluation)
         write_rows(run.problems("train"), train)
-    source = source_name(config)
-    console.print(f"prepare: {len(train)} train and {len(evaluation)} eval problems from {source}")
+    console.print(
+        f"prepare: {len(train)} train problems from {source_name(config.data.source)}, "
+        f"{len(evaluation)} eval problems from {evaluation[0].source}"
+    )
 
 
 def prepared(run: RunDir) -> bool:
@@ -49,33 +52,50 @@ def load_problems(run: RunDir, split: str) -> list[Problem]:
 
 
 def draw_problems(config: Config) -> tuple[list[Problem], list[Problem]]:
-    """Unique problems in a seeded order: the first `eval_size` for eval, the next for train."""
-    wanted = config.data.eval_size + config.data.train_size
+    """Unique problems in a seeded order: eval first, then train, never sharing a question.
+
+    With one source the first `eval_size` distinct problems go to eval and the next
+    `train_size` to train; with `data.eval_source` (zero-shot transfer) eval comes from it.
+    """
+    data = config.data
     seen: set[str] = set()
-    drawn: list[tuple[str | None, str, str]] = []
-    for record in _candidates(config):
+    eval_source = data.eval_source or data.source
+    evaluation_records = _draw(_candidates(eval_source, config.seed), data.eval_size, seen)
+    if len(evaluation_records) < data.eval_size:
+        raise MafineError(
+            f"{source_name(eval_source)} has {len(evaluation_records)} distinct problems; "
+            f"data.eval_size asks for {data.eval_size}"
+        )
+    # From one source, train is the same seeded stream without the eval questions.
+    train_records = _draw(_candidates(data.source, config.seed), data.train_size, seen)
+    if len(train_records) < data.train_size:
+        raise MafineError(
+            f"{source_name(data.source)} has {len(train_records)} distinct problems left after "
+            f"the eval split; data.train_size asks for {data.train_size}"
+        )
+    evaluation = [
+        _problem(record, "eval", i, source_name(eval_source))
+        for i, record in enumerate(evaluation_records)
+    ]
+    train = [
+        _problem(record, "train", i, source_name(data.source))
+        for i, record in enumerate(train_records)
+    ]
+    check_disjoint(train, evaluation)
+    return train, evaluation
+
+
+def _draw(records: Iterator[Record], wanted: int, seen: set[str]) -> list[Record]:
+    drawn: list[Record] = []
+    for record in records:
+        if len(drawn) == wanted:
+            break
         key = normalize_question(record[1])
         if key in seen:
             continue
         seen.add(key)
         drawn.append(record)
-        if len(drawn) == wanted:
-            break
-    if len(drawn) < wanted:
-        raise MafineError(
-            f"{source_name(config)} has {len(drawn)} distinct problems; data.train_size + "
-            f"data.eval_size asks for {wanted}"
-        )
-    name = source_name(config)
-    evaluation = [
-        _problem(record, "eval", i, name) for i, record in enumerate(drawn[: config.data.eval_size])
-    ]
-    train = [
-        _problem(record, "train", i, name)
-        for i, record in enumerate(drawn[config.data.eval_size :])
-    ]
-    check_disjoint(train, evaluation)
-    return train, evaluation
+    return drawn
 
 
 def check_disjoint(train: list[Problem], evaluation: list[Problem]) -> None:
@@ -88,29 +108,27 @@ def check_disjoint(train: list[Problem], evaluation: list[Problem]) -> None:
         )
 
 
-def source_name(config: Config) -> str:
-    source = config.data.source
+def source_name(source: DeepMindSource | FileSource) -> str:
     if isinstance(source, DeepMindSource):
         return f"deepmind/{source.module} ({source.difficulty})"
     return str(source.path)
 
 
-def _candidates(config: Config) -> Iterator[tuple[str | None, str, str]]:
-    source = config.data.source
+def _candidates(source: DeepMindSource | FileSource, seed: int) -> Iterator[Record]:
     if isinstance(source, DeepMindSource):
         from mafine.data.deepmind import iter_deepmind
 
-        for question, answer in iter_deepmind(source.module, source.difficulty, config.seed):
+        for question, answer in iter_deepmind(source.module, source.difficulty, seed):
             yield None, question, answer
         return
     from mafine.data.files import iter_file
 
     rows = list(iter_file(source))
-    random.Random(f"mafine-split:{config.seed}").shuffle(rows)
+    random.Random(f"mafine-split:{seed}").shuffle(rows)
     yield from rows
 
 
-def _problem(record: tuple[str | None, str, str], split: str, index: int, source: str) -> Problem:
+def _problem(record: Record, split: str, index: int, source: str) -> Problem:
     given_id, question, answer = record
     return Problem(
         id=given_id or f"{split}-{index:05d}", question=question, answer=answer, source=source
