@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -66,10 +67,13 @@ def make_provider(model_dir: Path, batch_size: int, device: str):
     return LocalProvider(config, seed=0)
 
 
-def throughput(model_dir: Path, n: int, max_tokens: int, batch_size: int, device: str) -> dict:
+def throughput(
+    model_dir: Path, n: int, max_tokens: int, batch_size: int, device: str, repeats: int
+) -> dict:
+    """Median over `repeats` timed passes, after one untimed pass of each mode (the first
+    passes on new shapes are several times slower on CPU)."""
     provider = make_provider(model_dir, batch_size, device)
     requests = requests_for(str(model_dir), n, max_tokens)
-    asyncio.run(provider.generate(requests[0]))  # load and warm up
 
     async def together():
         return await asyncio.gather(*(provider.generate(r) for r in requests))
@@ -78,24 +82,29 @@ def throughput(model_dir: Path, n: int, max_tokens: int, batch_size: int, device
         return [await provider.generate(r) for r in requests]
 
     figures = {}
+    texts = {}
     for label, run in (("batched", together), ("sequential", one_by_one)):
-        calls = provider.stats.generate_calls
-        began = time.perf_counter()
-        completions = asyncio.run(run())
-        seconds = time.perf_counter() - began
+        asyncio.run(run())  # warm-up
+        times = []
+        for _ in range(repeats):
+            calls = provider.stats.generate_calls
+            began = time.perf_counter()
+            completions = asyncio.run(run())
+            times.append(time.perf_counter() - began)
+        seconds = statistics.median(times)
         tokens = sum(c.usage.output_tokens for c in completions)
+        texts[label] = [c.text for c in completions]
         figures[label] = {
-            "seconds": round(seconds, 3),
+            "seconds_median": round(seconds, 4),
+            "seconds_all": [round(t, 4) for t in times],
             "output_tokens": tokens,
             "tokens_per_s": round(tokens / seconds, 1),
             "generate_calls": provider.stats.generate_calls - calls,
-            "texts": [c.text for c in completions],
         }
-    same = figures["batched"].pop("texts") == figures["sequential"].pop("texts")
     figures["ratio"] = round(
         figures["batched"]["tokens_per_s"] / figures["sequential"]["tokens_per_s"], 2
     )
-    figures["same_texts"] = same
+    figures["same_texts"] = texts["batched"] == texts["sequential"]
     provider.close()
     return figures
 
@@ -134,6 +143,7 @@ def train_adapters(model_dir: Path, root: Path, count: int, device: str) -> list
 def _memory_child(model_dir: str, adapters: list[str], device: str, queue) -> None:
     import resource
 
+    import psutil
     import torch
 
     provider = make_provider(Path(model_dir), 8, device)
@@ -156,6 +166,7 @@ def _memory_child(model_dir: str, adapters: list[str], device: str, queue) -> No
         "base_param_bytes": base_bytes,
         "adapter_param_bytes": lora_bytes,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_after_bytes": psutil.Process().memory_info().rss,
     }
     if torch.cuda.is_available() and engine.device.type == "cuda":
         result["peak_cuda_allocated_bytes"] = torch.cuda.max_memory_allocated()
@@ -218,6 +229,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--adapters", type=int, default=6)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--shapes", action="store_true", help="also count adapter sizes")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank for --shapes")
     args = parser.parse_args()
@@ -242,7 +254,12 @@ def main() -> None:
             },
             "model": {"hidden": args.hidden, "layers": args.layers},
             "throughput": throughput(
-                model_dir, args.requests, args.max_tokens, args.batch_size, args.device
+                model_dir,
+                args.requests,
+                args.max_tokens,
+                args.batch_size,
+                args.device,
+                args.repeats,
             ),
         }
         adapters = train_adapters(model_dir, root / "tuning", args.adapters, args.device)

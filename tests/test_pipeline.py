@@ -61,9 +61,12 @@ def test_run_writes_every_documented_artifact(cli, config_path, traffic):
     assert manifest["stages"]["iter-1/train-debate"]["requests"] > 0
     assert manifest["stages"]["iter-1/train-debate"]["usage"]["total_tokens"] > 0
     metrics = json.loads((root / "metrics.json").read_text())
-    assert metrics["provider"] == "fake" and metrics["grader"]["name"] == "string"
-    assert set(metrics["baselines"]) >= {"base", "majority", "debate"}
-    assert set(metrics["iterations"]["1"]["change"]) == {"base", "majority", "debate"}
+    header = metrics["header"]
+    assert header["provider"] == "fake" and header["grader"]["name"] == "string"
+    assert header["config"]["seed"] == 0
+    keys = {(m["key"], m["iteration"]) for m in metrics["methods"]}
+    assert keys == {("base", 0), ("majority", 0), ("debate", 0), ("multiagent_ft", 1)}
+    assert all(len(m["correct"]) == 6 for m in metrics["methods"])
 
 
 def test_rerun_sends_no_request(cli, config_path, traffic):
