@@ -70,6 +70,7 @@ class Turn(Row):
     messages: list[Message]
     response: str
     answer: str | None
+    answer_rule: str = "boxed"
     finish_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from mafine.artifacts import AgentTrace, Completion, Message, Problem, Summary, Transcript, Turn
 from mafine.config import Config
-from mafine.grading import Grader
-from mafine.grading.extract import extract_boxed
+from mafine.grading import Grader, extract_answer
 from mafine.grading.vote import majority_vote
 from mafine.journal import Generator
 from mafine.jsonl import AppendLog, iter_log, read_at, write_rows
@@ -173,13 +172,15 @@ def _turn(
     reply: Completion,
     config: Config,
 ) -> Turn:
+    extraction = extract_answer(reply.text, config.grading.fallbacks)
     return Turn(
         round=round_number,
         role=role,
         model=model,
         messages=messages,
         response=reply.text,
-        answer=extract_boxed(reply.text),
+        answer=extraction.answer,
+        answer_rule=extraction.rule,
         finish_reason=reply.finish_reason,
         usage=reply.usage,
     )
