@@ -36,7 +36,61 @@ class FileSource(Strict):
     id_field: str | None = None
 
 
-DataSource = Annotated[DeepMindSource | FileSource, Field(discriminator="kind")]
+class HubSource(Strict):
+    """A data set from the Hugging Face hub, or a local copy of one (see docs/datasets.md)."""
+
+    kind: Literal["hub"] = "hub"
+    dataset: Literal["deepmind", "math", "math500", "gsm8k"]
+    split: Literal["train", "test"] = Field(
+        "test", description="deepmind: train = easy+medium+hard, test = interpolate"
+    )
+    module: str | None = Field(None, description="deepmind only: the module, its hub config")
+    subjects: list[str] | None = Field(
+        None, description="math, math500 only: MATH subjects, e.g. [algebra]; default all"
+    )
+    levels: list[int] | None = Field(
+        None, description="math, math500 only: difficulty levels 1-5; default all"
+    )
+    repo: str | None = Field(None, description="another hub repository (a mirror)")
+    revision: str | None = Field(None, description="a hub branch, tag or commit")
+    path: Path | None = Field(
+        None, description="a local copy (file, or directory laid out like the hub's): no network"
+    )
+
+    @model_validator(mode="after")
+    def _fits_dataset(self) -> HubSource:
+        from mafine.data.hub import MATH_LEVELS, MATH_SUBJECTS, SPLITS
+
+        name = self.dataset
+        if name == "deepmind":
+            if not self.module:
+                raise ValueError("dataset deepmind needs a module, e.g. arithmetic__add_or_sub")
+        elif self.module is not None:
+            raise ValueError(f"module is for dataset deepmind only, not {name}")
+        if name not in ("math", "math500"):
+            for key in ("subjects", "levels"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} is for datasets math and math500 only, not {name}")
+        if self.split not in SPLITS[name]:
+            raise ValueError(f"dataset {name} has no split {self.split!r}; use {SPLITS[name][0]}")
+        if self.subjects is not None:
+            if not self.subjects:
+                raise ValueError("subjects is empty; name at least one or leave it out")
+            for subject in self.subjects:
+                if subject not in MATH_SUBJECTS:
+                    raise ValueError(
+                        f"unknown MATH subject {subject!r}; use {', '.join(MATH_SUBJECTS)}"
+                    )
+        if self.levels is not None:
+            if not self.levels:
+                raise ValueError("levels is empty; name at least one or leave it out")
+            for level in self.levels:
+                if level not in MATH_LEVELS:
+                    raise ValueError(f"unknown MATH level {level}; levels are 1 to 5")
+        return self
+
+
+DataSource = Annotated[DeepMindSource | FileSource | HubSource, Field(discriminator="kind")]
 
 
 class DataConfig(Strict):
@@ -141,6 +195,42 @@ class GeminiSettings(Strict):
     location: str = "us-central1"
     base_url: str | None = Field(None, description="another endpoint, e.g. `mafine fake-gemini`")
     tuning_bucket: str | None = Field(None, description="gs://bucket/prefix for tuning files")
+    # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
+    tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
+        "tier1", description="usage tier whose limits pace requests; none: no client-side pacing"
+    )
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="client-side request limit (overrides the tier's)"
+    )
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="client-side input-token limit (overrides the tier's)"
+    )
+    max_attempts: int = Field(
+        8, ge=1, description="tries per request on 5xx, timeouts and dropped connections"
+    )
+    retry_initial_s: float = Field(1.0, gt=0, description="first backoff; doubles, with jitter")
+    retry_max_s: float = Field(60.0, gt=0, description="longest single backoff")
+    rate_limit_wait_s: float = Field(
+        900.0, gt=0, description="longest total wait on per-minute 429s for one request"
+    )
+    reask_blocked: int = Field(
+        2,
+        ge=0,
+        description="re-asks of a response with no text (blocked, no candidates) before it is "
+        "recorded as it is",
+    )
+    # Batch mode: half price, hours of latency.
+    batch: bool = Field(False, description="send requests as Gemini batch jobs (half price)")
+    batch_bucket: str | None = Field(
+        None, description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)"
+    )
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between batch job polls")
+    batch_window_s: float = Field(
+        1.0, gt=0, description="requests arriving within this quiet time share one batch job"
+    )
+    batch_max_requests: int = Field(
+        5000, ge=1, description="most requests in one batch job (and in flight in batch mode)"
+    )
 
 
 class FakeSettings(Strict):
@@ -156,6 +246,31 @@ class FakeSettings(Strict):
             "gemini-3.5-flash",
         ],
         description="base models the fake serves; others answer 404 like a retired model",
+    )
+    batch_polls: int = Field(1, ge=0, description="polls before a fake batch job finishes")
+    # Latency and fault injection (all deterministic per request and attempt).
+    latency_s: float = Field(0.0, ge=0.0, description="added to every generation request")
+    fault_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of generation attempts answered with a fault"
+    )
+    fault_kinds: list[
+        Literal[
+            "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety",
+            "malformed",
+        ]
+    ] = Field(
+        default_factory=lambda: [
+            "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety",
+            "malformed",
+        ],
+        description="faults drawn from (uniformly) when an attempt is faulty",
+    )  # fmt: skip
+    fault_seed: int = Field(0, description="seeds the draw of faulty attempts")
+    retry_delay_s: float = Field(1.0, ge=0.0, description="RetryInfo delay of an injected 429")
+    hang_s: float = Field(30.0, ge=0.0, description="how long an injected hang lasts")
+    daily_quota: bool = Field(False, description="answer every generation with a per-day 429")
+    requests_per_minute: int | None = Field(
+        None, ge=1, description="server-side limit: 429 past this many requests in 60 s"
     )
 
 
@@ -193,6 +308,27 @@ MUTABLE_KEYS = (
     "provider.max_concurrency",
     "provider.timeout_s",
     "provider.gemini.api_key_env",
+    "provider.gemini.tier",
+    "provider.gemini.requests_per_minute",
+    "provider.gemini.tokens_per_minute",
+    "provider.gemini.max_attempts",
+    "provider.gemini.retry_initial_s",
+    "provider.gemini.retry_max_s",
+    "provider.gemini.rate_limit_wait_s",
+    "provider.gemini.batch",
+    "provider.gemini.batch_bucket",
+    "provider.gemini.batch_poll_s",
+    "provider.gemini.batch_window_s",
+    "provider.gemini.batch_max_requests",
+    "provider.fake.batch_polls",
+    "provider.fake.latency_s",
+    "provider.fake.fault_rate",
+    "provider.fake.fault_kinds",
+    "provider.fake.fault_seed",
+    "provider.fake.retry_delay_s",
+    "provider.fake.hang_s",
+    "provider.fake.daily_quota",
+    "provider.fake.requests_per_minute",
     "finetune.poll_seconds",
 )
 
@@ -256,7 +392,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 def _is_union_tag(part: object) -> bool:
-    return part in {"deepmind", "file"}
+    return part in {"deepmind", "file", "hub"}
 
 
 def config_dict(config: Config) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from mafine.artifacts import Problem
-from mafine.config import Config, DeepMindSource, FileSource
+from mafine.config import Config, DeepMindSource, FileSource, HubSource
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows, write_rows
 from mafine.rundir import RunDir
@@ -108,18 +108,27 @@ def check_disjoint(train: list[Problem], evaluation: list[Problem]) -> None:
         )
 
 
-def source_name(source: DeepMindSource | FileSource) -> str:
+def source_name(source: DeepMindSource | FileSource | HubSource) -> str:
     if isinstance(source, DeepMindSource):
         return f"deepmind/{source.module} ({source.difficulty})"
+    if isinstance(source, HubSource):
+        from mafine.data.hub import describe
+
+        return describe(source)
     return str(source.path)
 
 
-def _candidates(source: DeepMindSource | FileSource, seed: int) -> Iterator[Record]:
+def _candidates(source: DeepMindSource | FileSource | HubSource, seed: int) -> Iterator[Record]:
     if isinstance(source, DeepMindSource):
         from mafine.data.deepmind import iter_deepmind
 
         for question, answer in iter_deepmind(source.module, source.difficulty, seed):
             yield None, question, answer
+        return
+    if isinstance(source, HubSource):
+        from mafine.data.hub import iter_hub
+
+        yield from iter_hub(source, seed)
         return
     from mafine.data.files import iter_file
 
