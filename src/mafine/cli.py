@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from mafine.config import Config
+    from mafine.grading.settings import GradingConfig
     from mafine.pipeline import Session
     from mafine.rundir import RunDir
 
@@ -138,11 +139,95 @@ def evaluate(
     iteration: Annotated[
         int, typer.Option("--iteration", "-i", help="Iteration to evaluate; 0: baselines only.")
     ] = 1,
+    regrade: Annotated[
+        bool,
+        typer.Option(
+            "--regrade",
+            help="Recompute a finished run's results from its transcripts with --grader, "
+            "sending no request; written to RUN_DIR/regrade/GRADER/.",
+        ),
+    ] = False,
+    grader: Annotated[
+        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option(help="Grader for --regrade: string, numeric, sympy, math_verify, auto."),
+    ] = None,
 ) -> None:
     """Debate the eval split with the iteration's models and compare with the baselines."""
-    from mafine.pipeline import evaluate_stage
+    if not regrade:
+        if grader is not None:
+            _fail("--grader goes with --regrade (the run's own grader is grading.grader)", 2)
+        from mafine.pipeline import evaluate_stage
 
-    _with_session(config, set_, lambda session: evaluate_stage(session, iteration))
+        _with_session(config, set_, lambda session: evaluate_stage(session, iteration))
+        return
+
+    def regrade_run(run: RunDir) -> None:
+        from mafine.grading import get_grader
+        from mafine.pipeline import variant_runs
+        from mafine.stages.evaluate import regrade as regrade_results
+
+        grading = _grading(run.config.grading, grader)
+        with get_grader(grading) as chosen, variant_runs(run) as variants:
+            regrade_results(run, chosen, variants)
+
+    _with_run(config, set_, regrade_run)
+
+
+@app.command()
+def grade(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL of {gold, response} rows, or a run's transcripts (*-debate.jsonl).",
+            show_default=False,
+        ),
+    ],
+    grader: Annotated[
+        str, typer.Option(help="string, numeric, sympy, math_verify or auto.")
+    ] = "string",
+    output: Annotated[
+        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option("--output", "-o", help="Write one graded row per input row, in order."),
+    ] = None,
+    fallback: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option(
+            help="Rule tried when a response has no boxed answer: final_answer or last_number."
+        ),
+    ] = None,
+) -> None:
+    """Grade responses with any grader and print the accuracy; sends no request."""
+
+    def body() -> None:
+        from mafine.grading.grade_file import grade_file
+        from mafine.grading.settings import GradingConfig
+        from mafine.ui import console
+
+        grading = _grading(GradingConfig(), grader, fallback)
+        console.print(grade_file(file, grading, output).describe(), markup=False)
+
+    _guarded(body)
+
+
+def _grading(
+    base: GradingConfig, grader: str | None, fallbacks: list[str] | None = None
+) -> GradingConfig:
+    """The grading config with a grader (and fallbacks) chosen on the command line."""
+    from pydantic import ValidationError
+
+    from mafine.config import describe_validation_error
+    from mafine.errors import MafineError
+    from mafine.grading.settings import GradingConfig
+
+    raw = base.model_dump()
+    if grader is not None:
+        raw["grader"] = grader
+    if fallbacks:
+        raw["fallbacks"] = fallbacks
+    try:
+        return GradingConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise MafineError(f"grading: {describe_validation_error(exc)}") from None
 
 
 @app.command()
@@ -153,6 +238,111 @@ def run(config: ConfigArg, set_: SetOption = None) -> None:
     _with_session(config, set_, run_all)
 
 
+@app.command()
+def report(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories (or their metrics.json).", show_default=False),
+    ],
+    output: Annotated[
+        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option(
+            "--output",
+            "-o",
+            help="Comparison markdown [default: RUN/comparison.md, or comparison.md in the "
+            "runs' common parent].",
+        ),
+    ] = None,
+) -> None:
+    """Finished runs side by side, grouped by the config keys that differ; seeds aggregated."""
+
+    def body() -> None:
+        from mafine.analysis.compare import comparison_table, write_comparison
+        from mafine.analysis.report import load_metrics, results_table
+        from mafine.ui import console
+
+        if len(runs) == 1:
+            console.print(results_table(load_metrics(runs[0])))
+        path, comparison = write_comparison(runs, output)
+        if len(runs) > 1:
+            console.print(comparison_table(comparison))
+        console.print(f"comparison: {path}", markup=False)
+
+    _guarded(body)
+
+
+@app.command()
+def sweep(
+    config: ConfigArg,
+    grid: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option("--grid", help="A swept key and its values: key.path=v1,v2 (repeatable)."),
+    ] = None,
+    seeds: Annotated[
+        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option("--seeds", help="Seeds to run every point with, e.g. 0,1,2."),
+    ] = None,
+    set_: SetOption = None,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option(
+            "--output", "-o", help="Comparison markdown [default: RUN_DIR/sweep/comparison.md]."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print each point's `mafine run` line; run nothing.")
+    ] = False,
+) -> None:
+    """Run a grid of configs into RUN_DIR/sweep/<key=value,...>, skipping finished points."""
+
+    def body() -> None:
+        from mafine.analysis.sweep import sweep as run_sweep
+
+        if not grid and seeds is None:
+            _fail("give at least one --grid key=v1,v2 or --seeds", 2)
+        result = run_sweep(config, grid or [], seeds, set_ or [], output=output, dry_run=dry_run)
+        if result.failed:
+            names = ", ".join(p.point.name for p in result.failed)
+            _fail(f"{len(result.failed)} point(s) failed: {names}; run the sweep again to resume")
+
+    _guarded(body)
+
+
+@app.command()
+def estimate(
+    config: ConfigArg,
+    set_: SetOption = None,
+    response_tokens: Annotated[
+        int, typer.Option(help="Assumed length of every agent response, in tokens.")
+    ] = 300,
+    summary_tokens: Annotated[int, typer.Option(help="Assumed length of every summary.")] = 200,
+    thinking_tokens: Annotated[
+        int, typer.Option(help="Assumed thinking tokens per response (billed as output).")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """Predict a whole run's requests, tokens and cost (standard and batch); sends nothing."""
+
+    def body() -> None:
+        import json
+
+        from mafine.estimate import Assumptions, render_estimate
+        from mafine.estimate import estimate as run_estimate
+        from mafine.ui import console
+
+        loaded = _load(config, set_)
+        result = run_estimate(
+            loaded, Assumptions(response_tokens, summary_tokens, thinking_tokens)
+        )
+        if as_json:
+            print(json.dumps(result.as_dict(), indent=2))
+            return
+        for renderable in render_estimate(result, loaded):
+            console.print(renderable)
+
+    _guarded(body)
+
+
 @app.command("fake-gemini")
 def fake_gemini(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
@@ -160,15 +350,54 @@ def fake_gemini(
     adopt_majority: Annotated[
         float, typer.Option(help="Chance a critic adopts the others' majority.")
     ] = 0.8,
+    latency: Annotated[float, typer.Option(help="Seconds added to every generation.")] = 0.0,
+    fault_rate: Annotated[
+        float, typer.Option(help="Share of generation attempts answered with a fault.")
+    ] = 0.0,
+    fault_kinds: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated faults to draw from: rate_limit, server_error, "
+            "unavailable, hang, drop, empty, safety, malformed."
+        ),
+    ] = "rate_limit,server_error,unavailable,hang,drop,empty,safety,malformed",
+    retry_delay: Annotated[float, typer.Option(help="RetryInfo delay of injected 429s.")] = 1.0,
+    hang: Annotated[float, typer.Option(help="Seconds an injected hang lasts.")] = 30.0,
+    daily_quota: Annotated[
+        bool, typer.Option(help="Answer every generation with a per-day quota 429.")
+    ] = False,
+    requests_per_minute: Annotated[
+        Optional[int],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option(help="Answer 429 past this many generations in 60 s."),
+    ] = None,
 ) -> None:
     """Serve the offline fake Gemini on loopback, for CI or demos of a `gemini` config."""
 
     def body() -> None:
-        from mafine.config import FakeSettings
-        from mafine.providers.fake_gemini import FakeGemini
+        from pydantic import ValidationError
 
-        settings = FakeSettings(error_rate=error_rate, adopt_majority=adopt_majority)
-        FakeGemini(settings, port=port).serve_forever()
+        from mafine.config import FakeSettings, describe_validation_error
+        from mafine.errors import MafineError
+        from mafine.providers.fake_gemini import FakeGemini
+        from mafine.ui import console
+
+        try:
+            settings = FakeSettings(
+                error_rate=error_rate,
+                adopt_majority=adopt_majority,
+                latency_s=latency,
+                fault_rate=fault_rate,
+                fault_kinds=[k.strip() for k in fault_kinds.split(",") if k.strip()],
+                retry_delay_s=retry_delay,
+                hang_s=hang,
+                daily_quota=daily_quota,
+                requests_per_minute=requests_per_minute,
+            )
+        except ValidationError as exc:
+            raise MafineError(describe_validation_error(exc)) from None
+        fake = FakeGemini(settings, port=port).start()
+        console.print(f"fake Gemini on {fake.url} (Ctrl-C stops it)", markup=False)
+        fake.serve_forever()
 
     _guarded(body)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +36,9 @@ async def open_session(run: RunDir) -> AsyncIterator[Session]:
     config = run.config
     journal = Journal(run.journal)
     try:
-        async with open_provider(config.provider, config.seed) as provider:
-            yield Session(run, provider, journal, get_grader(config.grading))
+        async with open_provider(config.provider, config.seed, run.root) as provider:
+            with get_grader(config.grading) as grader:
+                yield Session(run, provider, journal, grader)
     finally:
         journal.close()
 
@@ -147,16 +148,25 @@ def variant_config(config: Config, name: str) -> Config:
     return Config.model_validate(raw)
 
 
+@contextmanager
+def variant_runs(run: RunDir) -> Iterator[dict[str, RunDir]]:
+    """The compared variants' run directories, opened (and locked) beside the run."""
+    with ExitStack() as stack:
+        yield {
+            name: stack.enter_context(RunDir.open(variant_config(run.config, name)))
+            for name in run.config.evaluation.compare
+        }
+
+
 @asynccontextmanager
 async def variant_sessions(session: Session) -> AsyncIterator[dict[str, Session]]:
     """Sessions for the compared variants: their own run directories, the shared provider,
     journal and grader."""
-    with ExitStack() as stack:
-        variants = {}
-        for name in session.run.config.evaluation.compare:
-            run = stack.enter_context(RunDir.open(variant_config(session.run.config, name)))
-            variants[name] = Session(run, session.provider, session.journal, session.grader)
-        yield variants
+    with variant_runs(session.run) as runs:
+        yield {
+            name: Session(run, session.provider, session.journal, session.grader)
+            for name, run in runs.items()
+        }
 
 
 def sampling(config: Config) -> Sampling:
@@ -172,7 +182,18 @@ def _debate_stage(iteration: int, split: str) -> str:
 
 
 def _report_usage(name: str, counters: Any) -> None:
+    from mafine.pricing import format_cost
+
+    cost = counters.cost or {}
+    priced = ""
+    if cost.get("priced_as"):
+        batch = ", batch price" if cost.get("batch_pricing") else ""
+        priced = (
+            f", {format_cost(cost.get('cost_usd'))} "
+            f"(priced as {cost['priced_as']}{batch}, prices of {cost['prices_as_of']})"
+        )
     console.print(
         f"{name}: {counters.requests} requests sent, {counters.cached} answered from the "
-        f"journal, {counters.usage.total_tokens} tokens"
+        f"journal, {counters.usage.total_tokens} tokens{priced}",
+        markup=False,
     )

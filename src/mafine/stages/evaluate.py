@@ -17,6 +17,7 @@ from typing import Any
 
 from mafine.artifacts import Transcript
 from mafine.config import Config, config_dict
+from mafine.errors import MafineError
 from mafine.grading import Grader
 from mafine.grading.vote import majority_vote
 from mafine.jsonl import read_rows, write_json
@@ -46,7 +47,11 @@ class EvalDebate:
 
 def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int) -> dict[str, Any]:
     """Per-problem correctness of the first agent, the round-1 vote and the final majority,
-    per agent and round accuracy, consensus, and responses without an answer."""
+    per agent and round accuracy, consensus, and responses without an answer.
+
+    Both votes are taken again with `grader` (and the debate's seeded tie-break), so a run
+    regraded under another grader groups answers by that grader's equivalence too.
+    """
     problem_ids: list[str] = []
     first_agent: list[bool] = []
     first_vote: list[bool] = []
@@ -70,12 +75,14 @@ def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int
         first_answers = [trace.first_answer for trace in traces]
         rng = random.Random(f"mafine-vote-round1:{seed}:{transcript.problem_id}")
         first_majority, _ = majority_vote(first_answers, grader, rng)
+        rng = random.Random(f"mafine-vote:{seed}:{transcript.problem_id}")
+        final_majority, _ = majority_vote([t.final_answer for t in traces], grader, rng)
         first_agent.append(grader.equivalent(transcript.gold, traces[0].first_answer))
         first_vote.append(grader.equivalent(transcript.gold, first_majority))
-        final_vote.append(grader.equivalent(transcript.gold, transcript.majority))
+        final_vote.append(grader.equivalent(transcript.gold, final_majority))
         agreeing = (
-            sum(grader.equivalent(transcript.majority, t.final_answer) for t in traces)
-            if transcript.majority is not None
+            sum(grader.equivalent(final_majority, t.final_answer) for t in traces)
+            if final_majority is not None
             else 0
         )
         consensus.append(agreeing / len(traces))
@@ -140,20 +147,44 @@ def metrics_document(run: RunDir, grader: Grader, debates: list[EvalDebate]) -> 
 
 
 def write_results(
-    run: RunDir, grader: Grader, iteration: int, variants: dict[str, RunDir]
+    run: RunDir,
+    grader: Grader,
+    iteration: int,
+    variants: dict[str, RunDir],
+    destination: Path | None = None,
 ) -> dict[str, Any]:
-    """metrics.json (the run, and each iteration's slice) and report.md."""
+    """metrics.json and report.md for every eval debate up to `iteration`: in the run
+    directory (with each iteration's slice), or in `destination` (a regrade)."""
     from mafine.stages.report import print_results, render_report
 
     document = metrics_document(run, grader, eval_debates(run, iteration, variants))
-    write_json(run.run_metrics, document)
-    for k in range(0, iteration + 1):
-        if run.iteration_dir(k).exists():
-            chosen = [m for m in document["methods"] if m["iteration"] == k]
-            write_json(run.metrics(k), {"header": document["header"], "methods": chosen})
-    run.report.write_text(render_report(document, run.root))
+    target = destination or run.root
+    write_json(target / "metrics.json", document)
+    if destination is None:
+        for k in range(iteration + 1):
+            if run.iteration_dir(k).exists():
+                chosen = [m for m in document["methods"] if m["iteration"] == k]
+                write_json(run.metrics(k), {"header": document["header"], "methods": chosen})
+    (target / "report.md").write_text(render_report(document, target))
     print_results(document)
     return document
+
+
+def last_evaluated_iteration(run: RunDir) -> int:
+    """The highest iteration with an eval debate (0: baselines only)."""
+    k = 0
+    while run.transcripts(k + 1, "eval").exists():
+        k += 1
+    return k
+
+
+def regrade(run: RunDir, grader: Grader, variants: dict[str, RunDir]) -> dict[str, Any]:
+    """A finished run's results under another grader, from its transcripts: no request."""
+    iteration = last_evaluated_iteration(run)
+    if iteration == 0 and not run.transcripts(0, "eval").exists():
+        raise MafineError(f"{run.root} has no eval debates to regrade yet")
+    destination = run.root / "regrade" / grader.name
+    return write_results(run, grader, iteration, variants, destination)
 
 
 def header(config: Config, grader: Grader) -> dict[str, Any]:
