@@ -14,7 +14,7 @@ setup:
 
 setup-local: setup
 	$(BIN)/python -m pip install -q '$(TORCH)'
-	$(BIN)/python -m pip install -q -e '.[dev,local]'
+	$(BIN)/python -m pip install -q -e '.[dev,local,embeddings]'
 
 smoke:
 	$(BIN)/mafine run configs/smoke.yaml

@@ -57,14 +57,15 @@ def requests_for(model: str, n: int, max_tokens: int):
 
 
 def make_provider(model_dir: Path, batch_size: int, device: str):
-    from tests.local_fixtures import local_provider_config
+    from rich.console import Console
 
     from mafine.providers.local import LocalProvider
+    from tests.local_fixtures import local_provider_config
 
     config = local_provider_config(
         model_dir, max_concurrency=batch_size, batch_size=batch_size, device=device, dtype="auto"
     )
-    return LocalProvider(config, seed=0)
+    return LocalProvider(config, seed=0, console=Console(stderr=True))  # stdout: figures only
 
 
 def throughput(
@@ -230,12 +231,23 @@ def main() -> None:
     parser.add_argument("--adapters", type=int, default=6)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (0: torch default)"
+    )
     parser.add_argument("--shapes", action="store_true", help="also count adapter sizes")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank for --shapes")
+    parser.add_argument("--json", action="store_true", help="raw figures instead of markdown")
     args = parser.parse_args()
 
-    import torch
-    import transformers
+    try:
+        import peft  # noqa: F401
+        import torch
+        import transformers
+    except ImportError:
+        print("skipped: needs the local extra (pip install 'mafine[local]')")
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from tests.local_fixtures import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -266,7 +278,62 @@ def main() -> None:
         report["memory"] = memory(model_dir, adapters, args.device)
         if args.shapes:
             report["adapter_sizes"] = adapter_sizes(args.rank)
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2) if args.json else markdown(report, args))
+
+
+def markdown(report: dict, args: argparse.Namespace) -> str:
+    mib = 1024 * 1024
+    machine = report["machine"]
+    t = report["throughput"]
+    device = machine["cuda"] or f"CPU ({machine['torch_threads']} torch threads)"
+    lines = [
+        f"Tiny Llama (hidden {args.hidden}, {args.layers} layers), {args.requests} requests of "
+        f"up to {args.max_tokens} output tokens, temperature 1.0; torch {machine['torch']}, "
+        f"transformers {machine['transformers']}, "
+        f"{device}; "
+        f"median of {args.repeats} timed passes after a warm-up pass.",
+        "",
+        "| generation | calls | output tokens | seconds | tokens/s |",
+        "|---|---|---|---|---|",
+    ]
+    for label in ("batched", "sequential"):
+        row = t[label]
+        lines.append(
+            f"| {label} | {row['generate_calls']} | {row['output_tokens']} | "
+            f"{row['seconds_median']:.3f} | {row['tokens_per_s']:.0f} |"
+        )
+    lines += [
+        "",
+        f"batched / one at a time: **{t['ratio']:.1f}x** tokens/s; "
+        f"identical texts both ways: {t['same_texts']}",
+        "",
+        "| loaded | base weights (MiB) | adapter weights (MiB) | RSS after (MiB) | "
+        "peak RSS (MiB) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, row in report["memory"].items():
+        lines.append(
+            f"| {label.replace('_', ' ')} | {row['base_param_bytes'] / mib:.2f} | "
+            f"{row['adapter_param_bytes'] / mib:.2f} | {row['rss_after_bytes'] / mib:.0f} | "
+            f"{row['peak_rss_bytes'] / mib:.0f} |"
+        )
+    if "adapter_sizes" in report:
+        lines += [
+            "",
+            "LoRA adapter sizes for published shapes (all-linear, counted on the meta device):",
+            "",
+            "| model | base params | base fp16 (MiB) | rank | adapter params | "
+            "adapter fp32 (MiB) | 6 adapters / base |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, row in report["adapter_sizes"].items():
+            share = 6 * row["adapter_fp32_bytes"] / row["base_fp16_bytes"]
+            lines.append(
+                f"| {name} | {row['base_params']:,} | {row['base_fp16_bytes'] / mib:.0f} | "
+                f"{row['lora_rank']} | {row['adapter_params']:,} | "
+                f"{row['adapter_fp32_bytes'] / mib:.1f} | {share:.0%} |"
+            )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,14 @@ SMOKE = Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml"
 
 
 def write_config(directory: Path, name: str = "exp", **changes: Any) -> Path:
-    """The smoke config, made smaller, with `a.b=value` style changes given as a.b keyword."""
+    """The smoke config, made smaller, with `a__b=value` keyword changes. Embedding
+    dissimilarity is off unless a test asks for it (tests/test_methods.py does)."""
     raw = yaml.safe_load(SMOKE.read_text())
     raw["data"]["train_size"] = 12
     raw["data"]["eval_size"] = 6
     raw["iterations"] = 1
     raw["run_dir"] = str(directory / "runs" / name)
+    raw["evaluation"] = {"embedder": "none"}  # loading the embedding model is slow; see below
     for dotted, value in changes.items():
         node = raw
         parts = dotted.split("__")

@@ -26,7 +26,7 @@ def full_run(tmp_path_factory) -> Path:
     from mafine.cli import app
 
     directory = tmp_path_factory.mktemp("methods")
-    config = write_config(directory, evaluation={"compare": ALL})
+    config = write_config(directory, evaluation={"compare": ALL, "embedder": "auto"})
     result = CliRunner().invoke(app, ["run", str(config)])
     assert result.exit_code == 0, result.output
     return directory / "runs" / "exp"
@@ -127,3 +127,20 @@ def test_the_first_train_debate_is_shared_through_the_journal(full_run):
         assert (full_run / "variants" / name / "iter-1/train-debate.jsonl").read_bytes() == main
         manifest = json.loads((full_run / "variants" / name / "manifest.json").read_text())
         assert manifest["stages"]["iter-1/train-debate"]["requests"] == 0
+
+
+def test_the_report_has_intervals_plots_and_diversity(full_run):
+    report = (full_run / "report.md").read_text()
+    assert report.index("provider") < report.index("| method")
+    assert "95% CI" in report and "not research results" in report
+    for label in ("Single-agent FT", "no summary", "critics not tuned", "STaR"):
+        assert label in report
+    document = json.loads((full_run / "metrics.json").read_text())
+    diversity = document["diversity"]["multiagent_ft@1"]
+    assert 0.0 <= diversity["consensus"] <= 1.0
+    pytest.importorskip("sentence_transformers")
+    assert diversity["embedding_dissimilarity"] > 0.0
+    pytest.importorskip("matplotlib")
+    for name in ("accuracy.png", "diversity.png"):
+        assert (full_run / "plots" / name).read_bytes().startswith(b"\x89PNG")
+        assert f"plots/{name}" in report

@@ -168,7 +168,7 @@ def evaluate(
 
         grading = _grading(run.config.grading, grader)
         with get_grader(grading) as chosen, variant_runs(run) as variants:
-            regrade_results(run, chosen, variants)
+            asyncio.run(regrade_results(run, chosen, variants))
 
     _with_run(config, set_, regrade_run)
 
@@ -249,8 +249,8 @@ def report(
         typer.Option(
             "--output",
             "-o",
-            help="Comparison markdown [default: RUN/comparison.md, or comparison.md in the "
-            "runs' common parent].",
+            help="Comparison markdown [default with several runs: comparison.md in their "
+            "common parent; with one run: none].",
         ),
     ] = None,
 ) -> None:
@@ -263,6 +263,8 @@ def report(
 
         if len(runs) == 1:
             console.print(results_table(load_metrics(runs[0])))
+            if output is None:
+                return
         path, comparison = write_comparison(runs, output)
         if len(runs) > 1:
             console.print(comparison_table(comparison))

@@ -186,6 +186,15 @@ class EvaluationConfig(Strict):
         description="methods run beside multiagent FT in the same run, on the same problems",
     )
     baselines: bool = Field(True, description="Base, Majority and Debate on the eval split")
+    embedder: str = Field(
+        "auto",
+        description="embedding dissimilarity: auto (MiniLM offline when the embeddings extra is "
+        "installed, else none), minilm, none, gemini[:MODEL], or a sentence-transformers model",
+    )
+    diversity_round: int = Field(1, ge=1, description="debate round the diversity metrics read")
+    likelihood: bool = Field(
+        True, description="likelihood diversity (NLL, KL) where the provider scores text (local)"
+    )
 
 
 class GeminiSettings(Strict):
@@ -330,6 +339,10 @@ MUTABLE_KEYS = (
     "provider.fake.daily_quota",
     "provider.fake.requests_per_minute",
     "finetune.poll_seconds",
+    "provider.local.batch_window_ms",
+    "provider.local.score_batch_size",
+    "provider.local.log_every",
+    "provider.local.max_adapters",
 )
 
 

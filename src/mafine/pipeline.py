@@ -93,7 +93,9 @@ async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
             if iteration > 0 and variant.run.models(iteration).exists():
                 await debate_stage(variant, iteration, "eval")
         runs = {name: variant.run for name, variant in variants.items()}
-        return evaluate.write_results(run, session.grader, iteration, runs)
+        return await evaluate.write_results(
+            run, session.grader, iteration, runs, provider=session.provider
+        )
 
 
 async def finetune_stage(session: Session, iteration: int) -> None:

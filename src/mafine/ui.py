@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -36,9 +37,21 @@ class ProgressLine:
                 self._next_report += 0.1
 
 
+def live_output() -> bool:
+    """Whether live redraws are welcome: a real terminal, not a Colab `!` cell (a pty that
+    shows every redraw as a new line), CI, or a dumb terminal. MAFINE_PROGRESS=plain|live
+    decides instead when set."""
+    choice = os.environ.get("MAFINE_PROGRESS", "").lower()
+    if choice in {"plain", "live"}:
+        return choice == "live"
+    if os.environ.get("COLAB_RELEASE_TAG") or os.environ.get("CI"):
+        return False
+    return console.is_terminal and os.environ.get("TERM") != "dumb"
+
+
 @contextmanager
 def progress(label: str, total: int) -> Iterator[ProgressLine]:
-    if not console.is_terminal:
+    if not live_output():
         yield ProgressLine(label, total, None)
         return
     columns = (

