@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from mafine.artifacts import ModelRecord, Problem, SFTExample, Transcript
 from mafine.grading import get_grader
 from mafine.grading.extract import extract_boxed
 from mafine.grading.settings import GradingConfig
-from mafine.grading.vote import majority_vote
+from mafine.grading.vote import majority_vote, vote_rng
 from mafine.jsonl import read_rows
 from tests.conftest import write_config
 
@@ -63,7 +62,7 @@ def test_base_and_majority_are_round_one_samples_without_debate(full_run):
             assert len(turn.messages) == 1  # round 1 sees the question only, no other agent
             assert turn.model == "gemini-3.1-flash-lite"
         assert len({turn.response for turn in firsts}) > 1 or len(firsts) == 1
-        rng = random.Random(f"mafine-vote-round1:0:{transcript.problem_id}")
+        rng = vote_rng(0, transcript.problem_id, "round1")
         winner, _ = majority_vote([t.answer for t in firsts], grader, rng)
         majority.append(grader.equivalent(transcript.gold, winner))
         base.append(grader.equivalent(transcript.gold, firsts[0].answer))

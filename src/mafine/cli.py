@@ -189,6 +189,9 @@ def grade(
         Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
         typer.Option("--output", "-o", help="Write one graded row per input row, in order."),
     ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the tie-breaks when re-voting transcripts (the run's).")
+    ] = 0,
     fallback: Annotated[
         Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
         typer.Option(
@@ -204,7 +207,7 @@ def grade(
         from mafine.ui import console
 
         grading = _grading(GradingConfig(), grader, fallback)
-        console.print(grade_file(file, grading, output).describe(), markup=False)
+        console.print(grade_file(file, grading, output, seed=seed).describe(), markup=False)
 
     _guarded(body)
 
@@ -333,9 +336,7 @@ def estimate(
         from mafine.ui import console
 
         loaded = _load(config, set_)
-        result = run_estimate(
-            loaded, Assumptions(response_tokens, summary_tokens, thinking_tokens)
-        )
+        result = run_estimate(loaded, Assumptions(response_tokens, summary_tokens, thinking_tokens))
         if as_json:
             print(json.dumps(result.as_dict(), indent=2))
             return

@@ -339,6 +339,8 @@ MUTABLE_KEYS = (
     "provider.fake.daily_quota",
     "provider.fake.requests_per_minute",
     "finetune.poll_seconds",
+    "grading.workers",
+    "grading.cache_size",
     "provider.local.batch_window_ms",
     "provider.local.score_batch_size",
     "provider.local.log_every",

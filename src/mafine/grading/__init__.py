@@ -48,6 +48,10 @@ class Grader(Protocol):
         """One verdict per (gold, answer) pair, in order; symbolic graders run them in a pool."""
         ...
 
+    async def equivalent_many_async(self, pairs: Sequence[Pair]) -> list[Verdict]:
+        """`equivalent_many` in a thread: what code on an event loop calls."""
+        ...
+
     def settings(self) -> dict[str, Any]:
         """What metrics files record about the grader."""
         ...

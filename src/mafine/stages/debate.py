@@ -7,14 +7,13 @@ from it, and the finished transcripts are published in problem order, atomically
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
 from mafine.artifacts import AgentTrace, Completion, Message, Problem, Summary, Transcript, Turn
 from mafine.config import Config
 from mafine.grading import Grader, extract_answer
-from mafine.grading.vote import majority_vote
+from mafine.grading.vote import majority_vote, vote_rng
 from mafine.journal import Generator
 from mafine.jsonl import AppendLog, iter_log, read_at, write_rows
 from mafine.prompts import render
@@ -100,8 +99,9 @@ async def debate_problem(
                 summaries.append(summary)
             traces[agent].turns.append(turn)
     finals = [trace.final_answer for trace in traces]
-    rng = random.Random(f"mafine-vote:{config.seed}:{problem.id}")
-    majority, votes = majority_vote(finals, grader, rng)
+    rng = vote_rng(config.seed, problem.id)
+    # A symbolic grader waits on its worker processes: keep that off the event loop.
+    majority, votes = await asyncio.to_thread(majority_vote, finals, grader, rng)
     return Transcript(
         problem_id=problem.id,
         question=problem.question,

@@ -10,7 +10,6 @@ variants) is the final majority of its own eval debate.
 from __future__ import annotations
 
 import importlib.util
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from mafine.artifacts import Transcript
 from mafine.config import Config, config_dict
 from mafine.errors import MafineError
 from mafine.grading import Grader
-from mafine.grading.vote import majority_vote
+from mafine.grading.vote import majority_vote, vote_rng
 from mafine.jsonl import read_rows, write_json
 from mafine.rundir import RunDir
 from mafine.stages.prepare import source_name
@@ -76,9 +75,9 @@ def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int
                 reason = turn.finish_reason or "UNKNOWN"
                 finish_reasons[reason] = finish_reasons.get(reason, 0) + 1
         first_answers = [trace.first_answer for trace in traces]
-        rng = random.Random(f"mafine-vote-round1:{seed}:{transcript.problem_id}")
+        rng = vote_rng(seed, transcript.problem_id, "round1")
         first_majority, _ = majority_vote(first_answers, grader, rng)
-        rng = random.Random(f"mafine-vote:{seed}:{transcript.problem_id}")
+        rng = vote_rng(seed, transcript.problem_id)
         final_majority, _ = majority_vote([t.final_answer for t in traces], grader, rng)
         first_agent.append(grader.equivalent(transcript.gold, traces[0].first_answer))
         first_vote.append(grader.equivalent(transcript.gold, first_majority))
@@ -214,7 +213,7 @@ def header(config: Config, grader: Grader) -> dict[str, Any]:
     return {
         "provider": config.provider.name,
         "base_model": config.provider.model,
-        "grader": grader.settings(),
+        "grader": {**grader.settings(), "fallbacks": list(config.grading.fallbacks)},
         "data": source_name(data.source),
         "eval_data": source_name(data.eval_source or data.source),
         "train_size": data.train_size,

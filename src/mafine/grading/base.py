@@ -1,0 +1,93 @@
+"""What every grader shares: verdicts, the batch API, the verdict cache, closing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Pair = tuple[str, "str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether an answer equals the gold, and a short reason a researcher can read."""
+
+    equal: bool
+    reason: str
+
+
+NO_ANSWER = Verdict(False, "no answer")
+IDENTICAL = Verdict(True, "identical")
+
+
+class BaseGrader:
+    """A grader: `equivalent_many` is the one method subclasses implement.
+
+    Graders are context managers; `close()` releases what a grader owns (a process pool) and
+    is safe to call twice. A closed grader reopens its pool if it is used again.
+    """
+
+    name = "base"
+
+    def equivalent(self, gold: str, answer: str | None) -> bool:
+        """Whether `answer` means the same as `gold`; no answer is never equivalent."""
+        return self.verdict(gold, answer).equal
+
+    def verdict(self, gold: str, answer: str | None) -> Verdict:
+        return self.equivalent_many([(gold, answer)])[0]
+
+    def equivalent_many(self, pairs: Sequence[Pair]) -> list[Verdict]:
+        """One verdict per (gold, answer) pair, in order."""
+        raise NotImplementedError
+
+    async def equivalent_many_async(self, pairs: Sequence[Pair]) -> list[Verdict]:
+        """`equivalent_many` in a thread, so an event loop never waits on sympy."""
+        import asyncio
+
+        return await asyncio.to_thread(self.equivalent_many, list(pairs))
+
+    def settings(self) -> dict[str, Any]:
+        """What metrics files record about the grader: everything that can change a verdict."""
+        return {"name": self.name}
+
+    def close(self) -> None:
+        """Release the grader's resources (its worker processes, if any)."""
+
+    def __enter__(self) -> BaseGrader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VerdictCache:
+    """Verdicts per (gold, answer), oldest forgotten first once `size` is reached."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._verdicts: dict[tuple[str, str], Verdict] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Verdict | None:
+        return self._verdicts.get(key)
+
+    def put(self, key: tuple[str, str], verdict: Verdict) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            if len(self._verdicts) >= self.size:
+                for old in list(_take(self._verdicts, max(1, self.size // 10))):
+                    del self._verdicts[old]
+            self._verdicts[key] = verdict
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+
+def _take(keys: Iterable[Any], count: int) -> Iterable[Any]:
+    for index, key in enumerate(keys):
+        if index >= count:
+            return
+        yield key
