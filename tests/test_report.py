@@ -13,6 +13,7 @@ from rich.console import Console
 
 from mafine.analysis import compare, plots, report
 from mafine.errors import MafineError
+from mafine.stages.evaluate import LABELS
 
 T, F = True, False
 IDS = [f"eval-{i:05d}" for i in range(10)]
@@ -26,16 +27,6 @@ OUTCOMES = {
     ("no_summary", 1): [T, T, T, T, T, F, F, F, F, F],
     ("no_critic", 1): [T, T, T, T, F, F, F, F, F, F],
     ("star", 1): [T, T, T, T, T, T, T, T, T, F],
-}
-LABELS = {
-    "base": "Base",
-    "majority": "Majority",
-    "debate": "Debate",
-    "multiagent_ft": "Multiagent FT",
-    "single_agent_ft": "Single-agent FT",
-    "no_summary": "Multiagent FT, no summary",
-    "no_critic": "Multiagent FT, critics not tuned",
-    "star": "STaR (uses ground truth)",
 }
 
 
