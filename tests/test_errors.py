@@ -121,7 +121,7 @@ def test_tuning_with_an_api_key_names_the_working_routes(cli, tmp_path, monkeypa
         config = write_config(
             tmp_path,
             provider__name="gemini",
-            provider__gemini={"base_url": fake.url},
+            provider__gemini={"base_url": fake.url, "tier": "none"},
         )
         for stage in ("prepare", "debate", "build-sft"):
             assert cli(stage, config).exit_code == 0

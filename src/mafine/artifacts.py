@@ -147,3 +147,15 @@ class SFTCount(Row):
     corrected: int = 0
     kept: int = 0
     total: int = 0
+
+
+class BatchRecord(Row):
+    """One line of `batches.jsonl`: a job submitted (with its request keys) or finished."""
+
+    event: Literal["submitted", "finished", "failed"]
+    job: str
+    model: str = ""
+    display_name: str = ""
+    keys: list[str] = Field(default_factory=list)
+    error: str | None = None
+    time: str = ""

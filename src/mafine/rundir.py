@@ -33,6 +33,7 @@ class StageCounters:
     requests: int = 0
     cached: int = 0
     usage: Usage = field(default_factory=Usage)
+    cost: dict[str, Any] = field(default_factory=dict)  # set when the stage ends (pricing)
 
 
 class RunDir:
@@ -159,6 +160,9 @@ class RunDir:
             status = "interrupted"
             raise
         finally:
+            from mafine.pricing import stage_cost
+
+            counters.cost = stage_cost(self.config, counters.usage)
             self._update_stage(
                 name,
                 {
@@ -168,6 +172,7 @@ class RunDir:
                     "requests": counters.requests,
                     "cached_responses": counters.cached,
                     "usage": counters.usage.model_dump(),
+                    **counters.cost,
                 },
             )
 
@@ -177,6 +182,10 @@ class RunDir:
         if values.get("status") == "running":
             entry.clear()
         entry.update(values)
+        if "usage" in values:
+            from mafine.pricing import usage_totals
+
+            manifest["totals"] = usage_totals(manifest["stages"])
         write_json(self.root / MANIFEST_FILE, manifest)
 
 

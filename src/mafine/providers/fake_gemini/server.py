@@ -9,13 +9,17 @@ where fault injection and latency can be added.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import random
 import re
+import socket
 import sys
 import threading
+import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +35,9 @@ FAKE_LOCATION = "us-central1"
 _VERSION = r"/(?:v1|v1beta|v1beta1)"
 _PARENT = r"/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 _METHOD = r":(?P<method>generateContent|streamGenerateContent)"
+FAULT_KINDS = (
+    "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety", "malformed",
+)  # fmt: skip
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -42,6 +49,7 @@ _STATUS_NAMES = {
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
 _MAX_BODY = 512 * 1024 * 1024
 
@@ -62,6 +70,7 @@ class Reply:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False  # hang up without answering (a dropped connection)
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
@@ -69,11 +78,12 @@ class Reply:
         return cls(status, data, {"Content-Type": "application/json", **(headers or {})})
 
     @classmethod
-    def error(cls, status: int, message: str) -> Reply:
+    def error(cls, status: int, message: str, details: list[dict] | None = None) -> Reply:
         code_name = _STATUS_NAMES.get(status, "UNKNOWN")
-        return cls.json(
-            status, {"error": {"code": status, "message": message, "status": code_name}}
-        )
+        error: dict[str, Any] = {"code": status, "message": message, "status": code_name}
+        if details:
+            error["details"] = details
+        return cls.json(status, {"error": error})
 
 
 class FakeError(Exception):
@@ -108,6 +118,25 @@ class TuningJob:
     tuned: TunedModel | None = None
 
 
+@dataclass
+class BatchJob:
+    """A batch of generation requests: inlined (API key) or a Cloud Storage file (Vertex)."""
+
+    number: int
+    backend: str  # "mldev" or "vertex"
+    model: str
+    display_name: str
+    create_time: str
+    requests: list[dict[str, Any]]  # {"request": body, "metadata": ...} per line
+    parent: str = ""  # Vertex: projects/P/locations/L
+    input_config: dict[str, Any] = field(default_factory=dict)
+    output_prefix: str = ""  # Vertex: gs://bucket/prefix
+    polls: int = 0
+    state: str = "PENDING"
+    results: list[dict[str, Any]] = field(default_factory=list)
+    output_dir: str = ""
+
+
 class _QuietServer(ThreadingHTTPServer):
     """A client that hangs up mid-reply (a cancelled request) is normal here, not an error
     to print a traceback for."""
@@ -138,11 +167,18 @@ class FakeGemini:
         self._models: dict[int, TunedModel] = {}
         self._next_job = 1
         self._generation = 1
+        self._batches: dict[int, BatchJob] = {}
+        self._next_batch = 1
+        self._arrivals: dict[str, int] = {}
+        self._faults: dict[str, int] = {}
+        self._window: deque[float] = deque()
+        self._stopping = threading.Event()
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeGemini:
         if self._server is not None:
             return self
+        self._stopping.clear()
         server = _QuietServer((self.host, self.port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
@@ -161,6 +197,7 @@ class FakeGemini:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopping.set()  # ends injected hangs
         server.shutdown()
         server.server_close()
         if self._thread is not None:
@@ -198,6 +235,12 @@ class FakeGemini:
             self._requests = 0
             self._by_kind = {}
             self._generate_keys = {}
+            self._faults = {}
+
+    def fault_stats(self) -> dict[str, int]:
+        """How many faults of each kind were injected (and 429s from `requests_per_minute`)."""
+        with self._lock:
+            return dict(self._faults)
 
     def _count(self, kind: str) -> None:
         with self._lock:
@@ -221,21 +264,105 @@ class FakeGemini:
             return Reply.error(exc.status, exc.message)
 
     def intercept(self, kind: str, request: Request) -> Reply | None:
-        """Hook for fault injection: return a Reply to answer instead of the real route."""
-        return None
+        """Fault injection and latency: a Reply to answer instead of the real route, or None.
+
+        Only generation requests are touched. Order: the per-day quota switch, the server-side
+        requests-per-minute window, the added latency, then a fault drawn deterministically
+        from (fault_seed, request body, how many times this body arrived before).
+        """
+        if kind != "generate":
+            return None
+        settings = self.settings
+        if settings.daily_quota:
+            self._note_fault("daily_quota")
+            return _quota_reply(per_day=True, delay=settings.retry_delay_s)
+        if settings.requests_per_minute is not None:
+            refused = self._over_window(settings.requests_per_minute)
+            if refused is not None:
+                self._note_fault("over_limit")
+                return _quota_reply(per_day=False, delay=refused)
+        if settings.latency_s > 0:
+            self._stopping.wait(settings.latency_s)
+        if settings.fault_rate <= 0 or not settings.fault_kinds:
+            return None
+        key = hashlib.sha256(request.path.encode() + b"\0" + request.body).hexdigest()
+        with self._lock:
+            attempt = self._arrivals.get(key, 0)
+            self._arrivals[key] = attempt + 1
+        if _unit(f"fault:{settings.fault_seed}:{key}:{attempt}") >= settings.fault_rate:
+            return None
+        kinds = settings.fault_kinds
+        fault = kinds[int(_unit(f"kind:{settings.fault_seed}:{key}:{attempt}") * len(kinds))]
+        self._note_fault(fault)
+        return self._fault_reply(fault, request)
+
+    def _note_fault(self, kind: str) -> None:
+        with self._lock:
+            self._faults[kind] = self._faults.get(kind, 0) + 1
+
+    def _over_window(self, limit: int) -> float | None:
+        """None if a request may pass the trailing-minute limit now, else seconds to wait."""
+        with self._lock:
+            now = time.monotonic()
+            while self._window and self._window[0] <= now - 60.0:
+                self._window.popleft()
+            if len(self._window) >= limit:
+                return max(self._window[0] + 60.0 - now, 0.001)
+            self._window.append(now)
+            return None
+
+    def _fault_reply(self, fault: str, request: Request) -> Reply:
+        prompt = len(request.body) // 16
+        usage = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+        if fault == "rate_limit":
+            return _quota_reply(per_day=False, delay=self.settings.retry_delay_s)
+        if fault == "server_error":
+            return Reply.error(500, "An internal error has occurred. Please retry.")
+        if fault == "unavailable":
+            return Reply.error(503, "The model is overloaded. Please try again later.")
+        if fault == "hang":
+            self._stopping.wait(self.settings.hang_s)
+            return Reply.error(504, "Deadline expired before operation could complete.")
+        if fault == "drop":
+            return Reply(200, drop=True)
+        if fault == "empty":
+            return Reply.json(200, {"usageMetadata": usage, "modelVersion": "fake"})
+        if fault == "safety":
+            ratings = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]
+            candidate = {"finishReason": "SAFETY", "index": 0, "safetyRatings": ratings}
+            return Reply.json(200, {"candidates": [candidate], "usageMetadata": usage})
+        if fault == "malformed":
+            body = b'{"candidates": [{"content": {"role": "model", "parts": [{"text": "tru'
+            return Reply(200, body, {"Content-Type": "application/json"})
+        raise ValueError(f"unknown fault kind {fault!r}")
 
     # ---- generation ------------------------------------------------------------------
     def _generate(self, request: Request, model: str, tuned: TunedModel | None) -> Reply:
         body = _json_body(request)
+        payload = self._answer(request.path, body, model, tuned)
+        if request.path.endswith(":streamGenerateContent"):
+            data = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+            if request.query.get("alt") == "sse":
+                return Reply(
+                    200, f"data: {data}\r\n\r\n".encode(), {"Content-Type": "text/event-stream"}
+                )
+            return Reply(200, f"[{data}]".encode(), {"Content-Type": "application/json"})
+        return Reply.json(200, payload)
+
+    def _answer(
+        self, path: str, body: dict[str, Any], model: str, tuned: TunedModel | None
+    ) -> dict[str, Any]:
+        """The GenerateContentResponse (REST JSON) for one request body: a pure function of
+        the model and the body, counted in `generate_keys` under the path and the body."""
+        turns = behaviour.conversation(body)
+        if not turns:  # also what a send cancelled before its body arrives looks like
+            raise FakeError(400, "contents must not be empty")
         canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         with self._lock:
-            key = hashlib.sha256((request.path + canonical).encode()).hexdigest()
+            key = hashlib.sha256((path + canonical).encode()).hexdigest()
             self._generate_keys[key] = self._generate_keys.get(key, 0) + 1
         material = json.dumps({"model": model, "request": canonical}, sort_keys=True)
         rng = random.Random(int.from_bytes(hashlib.sha256(material.encode()).digest()[:16], "big"))
-        turns = behaviour.conversation(body)
-        if not turns:
-            raise FakeError(400, "contents must not be empty")
         text = None
         if tuned is not None:
             text = tuned.memory.get(behaviour.memory_key(turns))
@@ -266,14 +393,7 @@ class FakeGemini:
             },
             "modelVersion": tuned.base_model if tuned is not None else model,
         }
-        if request.path.endswith(":streamGenerateContent"):
-            data = json.dumps(payload, ensure_ascii=False, sort_keys=True)
-            if request.query.get("alt") == "sse":
-                return Reply(
-                    200, f"data: {data}\r\n\r\n".encode(), {"Content-Type": "text/event-stream"}
-                )
-            return Reply(200, f"[{data}]".encode(), {"Content-Type": "application/json"})
-        return Reply.json(200, payload)
+        return payload
 
     def _route_generate_api_key(self, request: Request, model: str, method: str) -> Reply:
         if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
@@ -374,6 +494,22 @@ class FakeGemini:
                 job.state = "JOB_STATE_CANCELLED"
             return Reply.json(200, {})
 
+    def _route_tuning_list(self, request: Request, project: str, location: str) -> Reply:
+        _require_auth(request)
+        size = int(request.query.get("pageSize") or 100)
+        start = int(request.query.get("pageToken") or 0)
+        with self._lock:
+            jobs = [
+                j
+                for j in sorted(self._jobs.values(), key=lambda j: -j.number)
+                if (j.project, j.location) == (project, location)
+            ]
+            page = [self._job_resource(j) for j in jobs[start : start + size]]
+        payload: dict[str, Any] = {"tuningJobs": page}
+        if start + size < len(jobs):
+            payload["nextPageToken"] = str(start + size)
+        return Reply.json(200, payload)
+
     def _tuned_model(self, name: str) -> TunedModel:
         match = re.fullmatch(r"projects/[^/]+/locations/[^/]+/(?:models|endpoints)/(\d+)", name)
         with self._lock:
@@ -426,6 +562,203 @@ class FakeGemini:
         if job.state == "JOB_STATE_FAILED":
             resource["error"] = {"code": 400, "message": job.error}
             resource["endTime"] = _now()
+        return resource
+
+    # ---- batch jobs ------------------------------------------------------------------
+    def _route_batch_create_api_key(self, request: Request, model: str) -> Reply:
+        if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
+            raise FakeError(401, "API key not valid. Please pass a valid API key.")
+        base = self._base_model(model, "batchGenerateContent")
+        batch = _json_body(request).get("batch") or {}
+        inlined = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests")
+        if not isinstance(inlined, list) or not inlined:
+            raise FakeError(400, "batch.inputConfig.requests.requests is required")
+        lines = []
+        for item in inlined:
+            if not isinstance(item, dict) or not isinstance(item.get("request"), dict):
+                raise FakeError(400, "every inlined request needs a request object")
+            lines.append({"request": item["request"], "metadata": item.get("metadata")})
+        job = self._new_batch("mldev", f"models/{base}", batch.get("displayName"), lines)
+        return Reply.json(200, self._mldev_batch(job))
+
+    def _route_batch_get_api_key(self, request: Request, id: str) -> Reply:
+        if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
+            raise FakeError(401, "API key not valid. Please pass a valid API key.")
+        job = self._poll_batch(id, "mldev")
+        return Reply.json(200, self._mldev_batch(job))
+
+    def _route_batch_create_vertex(self, request: Request, project: str, location: str) -> Reply:
+        _require_auth(request)
+        body = _json_body(request)
+        model = str(body.get("model") or "")
+        self._batch_model(model)  # 404 for an unknown model, before anything is queued
+        input_config = body.get("inputConfig") or {}
+        uris = (input_config.get("gcsSource") or {}).get("uris") or []
+        prefix = ((body.get("outputConfig") or {}).get("gcsDestination") or {}).get(
+            "outputUriPrefix"
+        )
+        if not uris or not prefix:
+            raise FakeError(400, "inputConfig.gcsSource.uris and an output prefix are required")
+        lines = []
+        for uri in uris:
+            with self._lock:
+                stored = self._objects.get(uri)
+            if stored is None:
+                raise FakeError(400, f"batch input {uri} not found")
+            for number, line in enumerate(stored[0].decode("utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    raise FakeError(400, f"{uri} line {number}: not JSON") from None
+                if not isinstance(row, dict) or not isinstance(row.get("request"), dict):
+                    raise FakeError(400, f"{uri} line {number}: needs a request object")
+                lines.append(row)
+        job = self._new_batch("vertex", model, body.get("displayName"), lines)
+        job.parent = f"projects/{project}/locations/{location}"
+        job.input_config = input_config
+        job.output_prefix = str(prefix).rstrip("/")
+        return Reply.json(200, self._vertex_batch(job))
+
+    def _route_batch_get_vertex(
+        self, request: Request, project: str, location: str, id: str
+    ) -> Reply:
+        _require_auth(request)
+        job = self._poll_batch(id, "vertex")
+        return Reply.json(200, self._vertex_batch(job))
+
+    def _route_batch_list_api_key(self, request: Request) -> Reply:
+        if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
+            raise FakeError(401, "API key not valid. Please pass a valid API key.")
+        with self._lock:
+            jobs = [j for j in self._batches.values() if j.backend == "mldev"]
+        jobs.sort(key=lambda j: -j.number)
+        return Reply.json(200, {"operations": [self._mldev_batch(j) for j in jobs[:100]]})
+
+    def _route_batch_list_vertex(self, request: Request, project: str, location: str) -> Reply:
+        _require_auth(request)
+        parent = f"projects/{project}/locations/{location}"
+        with self._lock:
+            jobs = [j for j in self._batches.values() if j.parent == parent]
+        jobs.sort(key=lambda j: -j.number)
+        return Reply.json(200, {"batchPredictionJobs": [self._vertex_batch(j) for j in jobs[:100]]})
+
+    def _new_batch(
+        self, backend: str, model: str, display: Any, lines: list[dict[str, Any]]
+    ) -> BatchJob:
+        with self._lock:
+            number = self._next_batch
+            self._next_batch += 1
+            job = BatchJob(
+                number=number,
+                backend=backend,
+                model=model,
+                display_name=str(display or f"batch-{number}"),
+                create_time=_now(),
+                requests=lines,
+            )
+            self._batches[number] = job
+        return job
+
+    def _poll_batch(self, id: str, backend: str) -> BatchJob:
+        with self._lock:
+            job = self._batches.get(int(id)) if id.isdigit() else None
+        if job is None or job.backend != backend:
+            raise FakeError(404, f"batch {id} not found")
+        if job.state not in ("PENDING", "RUNNING"):
+            return job
+        if job.polls < self.settings.batch_polls:
+            job.polls += 1
+            job.state = "RUNNING"
+            return job
+        results = []
+        for line in job.requests:
+            body = dict(line["request"])
+            model = str(body.pop("model", "") or job.model)
+            body.pop("labels", None)
+            try:
+                name, tuned = self._batch_model(model)
+                payload = self._answer(f"batch:{name}", body, name, tuned)
+                results.append({"response": payload, "metadata": line.get("metadata")})
+            except FakeError as exc:
+                error = {"code": exc.status, "message": exc.message}
+                results.append({"error": error, "metadata": line.get("metadata")})
+        job.results = results
+        if job.backend == "vertex":
+            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            job.output_dir = f"{job.output_prefix}/prediction-model-{stamp}"
+            out = []
+            for line, result in zip(job.requests, results, strict=True):
+                row = {"status": "", "processed_time": _now(), "request": line["request"]}
+                if "response" in result:
+                    row["response"] = result["response"]
+                else:
+                    row["status"] = result["error"]["message"]
+                out.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
+            bucket, _, name = job.output_dir.removeprefix("gs://").partition("/")
+            self._store(
+                bucket,
+                f"{name}/predictions.jsonl",
+                "".join(line + "\n" for line in out).encode(),
+                "application/jsonl",
+            )
+        job.state = "SUCCEEDED"
+        return job
+
+    def _batch_model(self, model: str) -> tuple[str, TunedModel | None]:
+        """(name used to seed answers, tuned model or None) of a batch request's model."""
+        if re.fullmatch(r"projects/[^/]+/locations/[^/]+/(?:models|endpoints)/\d+", model):
+            tuned = self._tuned_model(model)
+            kind, number = model.split("/")[-2:]
+            return f"{kind}/{number}", tuned
+        return self._base_model(model, "batch prediction"), None
+
+    def _mldev_batch(self, job: BatchJob) -> dict[str, Any]:
+        name = f"batches/{job.number}"
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "name": name,
+            "displayName": job.display_name,
+            "model": job.model,
+            "state": f"BATCH_STATE_{job.state}",
+            "createTime": job.create_time,
+            "updateTime": _now(),
+        }
+        operation: dict[str, Any] = {"name": name, "metadata": metadata}
+        if job.state == "SUCCEEDED":
+            metadata["endTime"] = _now()
+            metadata["output"] = {"inlinedResponses": {"inlinedResponses": job.results}}
+            operation["done"] = True
+            operation["response"] = {
+                "@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
+                "GenerateContentBatchOutput",
+                "inlinedResponses": {"inlinedResponses": job.results},
+            }
+        return operation
+
+    def _vertex_batch(self, job: BatchJob) -> dict[str, Any]:
+        resource: dict[str, Any] = {
+            "name": f"{job.parent}/batchPredictionJobs/{job.number}",
+            "displayName": job.display_name,
+            "model": job.model,
+            "state": f"JOB_STATE_{job.state}",
+            "createTime": job.create_time,
+            "updateTime": _now(),
+            "inputConfig": job.input_config,
+            "outputConfig": {
+                "predictionsFormat": "jsonl",
+                "gcsDestination": {"outputUriPrefix": job.output_prefix},
+            },
+        }
+        if job.state == "SUCCEEDED":
+            failed = sum(1 for r in job.results if "error" in r)
+            resource["endTime"] = _now()
+            resource["outputInfo"] = {"gcsOutputDirectory": job.output_dir}
+            resource["completionStats"] = {
+                "successfulCount": str(len(job.results) - failed),
+                "failedCount": str(failed),
+            }
         return resource
 
     # ---- Cloud Storage ---------------------------------------------------------------
@@ -535,6 +868,16 @@ class FakeGemini:
             return Reply(200, data, headers)
         return Reply.json(200, resource)
 
+    def _route_object_list(self, request: Request, bucket: str) -> Reply:
+        prefix = request.query.get("prefix", "")
+        with self._lock:
+            items = [
+                resource
+                for uri, (_, resource) in sorted(self._objects.items())
+                if uri.startswith(f"gs://{bucket}/") and resource["name"].startswith(prefix)
+            ]
+        return Reply.json(200, {"kind": "storage#objects", "items": items})
+
     def _route_bucket(self, request: Request, bucket: str) -> Reply:
         # Buckets exist implicitly: the storage client looks its bucket up before uploading.
         return Reply.json(
@@ -600,6 +943,43 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Any]] = [
     ),
     (
         "GET",
+        re.compile(rf"{_VERSION}{_PARENT}/tuningJobs"),
+        "tuning_list",
+        FakeGemini._route_tuning_list,
+    ),
+    (
+        "POST",
+        re.compile(rf"{_VERSION}/models/(?P<model>[^/:]+):batchGenerateContent"),
+        "batch_create",
+        FakeGemini._route_batch_create_api_key,
+    ),
+    (
+        "GET",
+        re.compile(rf"{_VERSION}/batches/(?P<id>[^/:]+)"),
+        "batch_get",
+        FakeGemini._route_batch_get_api_key,
+    ),
+    ("GET", re.compile(rf"{_VERSION}/batches"), "batch_list", FakeGemini._route_batch_list_api_key),
+    (
+        "GET",
+        re.compile(rf"{_VERSION}{_PARENT}/batchPredictionJobs"),
+        "batch_list",
+        FakeGemini._route_batch_list_vertex,
+    ),
+    (
+        "POST",
+        re.compile(rf"{_VERSION}{_PARENT}/batchPredictionJobs"),
+        "batch_create",
+        FakeGemini._route_batch_create_vertex,
+    ),
+    (
+        "GET",
+        re.compile(rf"{_VERSION}{_PARENT}/batchPredictionJobs/(?P<id>[^/:]+)"),
+        "batch_get",
+        FakeGemini._route_batch_get_vertex,
+    ),
+    (
+        "GET",
         re.compile(rf"{_VERSION}{_PARENT}/tuningJobs/(?P<id>[^/:]+)"),
         "tuning_get",
         FakeGemini._route_tuning_get,
@@ -627,6 +1007,12 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Any]] = [
         re.compile(r"/(?:download/)?storage/v1/b/(?P<bucket>[^/]+)/o/(?P<name>.+)"),
         "object_get",
         FakeGemini._route_object,
+    ),
+    (
+        "GET",
+        re.compile(r"/storage/v1/b/(?P<bucket>[^/]+)/o"),
+        "object_list",
+        FakeGemini._route_object_list,
     ),
     ("GET", re.compile(r"/storage/v1/b/(?P<bucket>[^/]+)"), "bucket_get", FakeGemini._route_bucket),
 ]
@@ -686,6 +1072,11 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(length) if length else b""
 
         def _send(self, reply: Reply) -> None:
+            if reply.drop:  # hang up: the client sees the connection close with no reply
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.send_response(reply.status)
             for name, value in reply.headers.items():
                 self.send_header(name, value)
@@ -700,6 +1091,37 @@ def _handler_for(fake: FakeGemini) -> type[BaseHTTPRequestHandler]:
 
 
 # ---- helpers -------------------------------------------------------------------------
+def _unit(material: str) -> float:
+    """A number in [0, 1) that is a pure function of `material`."""
+    return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big") / 2.0**64
+
+
+def _quota_reply(per_day: bool, delay: float) -> Reply:
+    """A 429 RESOURCE_EXHAUSTED shaped like Gemini's: QuotaFailure and RetryInfo details."""
+    if per_day:
+        quota_id = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+        metric = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+        value = "250"
+    else:
+        quota_id = "GenerateRequestsPerMinutePerProjectPerModel"
+        metric = "generativelanguage.googleapis.com/generate_content_paid_tier_requests"
+        value = "600"
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For "
+        "more information on this error, head to: https://ai.google.dev/gemini-api/docs/"
+        f"rate-limits.\n* Quota exceeded for metric: {metric}, limit: {value}\n"
+        f"Please retry in {delay:g}s."
+    )
+    details = [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [{"quotaMetric": metric, "quotaId": quota_id, "quotaValue": value}],
+        },
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{delay:g}s"},
+    ]
+    return Reply.error(429, message, details)
+
+
 def _require_auth(request: Request) -> None:
     if not (request.headers.get("authorization") or request.headers.get("x-goog-api-key")):
         raise FakeError(401, "Request is missing required authentication credential.")

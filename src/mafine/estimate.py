@@ -1,0 +1,297 @@
+"""`mafine estimate`: the requests, tokens and cost of a whole run, before a cent is spent.
+
+Counts are exact for the config (agents, critics, rounds, summaries, iterations, split sizes);
+tokens are estimates: prompts are the config's own templates filled with the data's questions
+(the run directory's problems when prepared, else a sample drawn like `prepare` would), at
+`CHARS_PER_TOKEN` characters a token, and every response is assumed to be `response_tokens`
+long (summaries `summary_tokens`), plus `thinking_tokens` billed as output. Tuning data is
+bounded above by one example per train problem per agent model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from mafine.config import Config
+from mafine.pricing import BATCH_DISCOUNT, PRICES_AS_OF, price_of, priced_model
+from mafine.prompts import render
+
+CHARS_PER_TOKEN = 4.0
+DEFAULT_QUESTION_TOKENS = 40  # when no problem can be read or drawn
+SAMPLE = 200
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    response_tokens: int = 300
+    summary_tokens: int = 200
+    thinking_tokens: int = 0
+
+
+@dataclass
+class Line:
+    """One kind of work: how many requests, input and output tokens."""
+
+    name: str
+    requests: int = 0
+    input_tokens: float = 0.0
+    output_tokens: float = 0.0
+
+    def add(self, requests: int, input_tokens: float, output_tokens: float) -> None:
+        self.requests += requests
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+
+
+@dataclass
+class Estimate:
+    model: str | None
+    question_tokens: float
+    question_source: str
+    assumptions: Assumptions
+    lines: list[Line] = field(default_factory=list)
+    tuning_jobs: int = 0
+    training_tokens: float = 0.0
+
+    @property
+    def total(self) -> Line:
+        total = Line("total")
+        for line in self.lines:
+            total.add(line.requests, line.input_tokens, line.output_tokens)
+        return total
+
+    def cost(self, line: Line, batch: bool = False) -> float | None:
+        price = price_of(self.model) if self.model else None
+        if price is None:
+            return None
+        dollars = (line.input_tokens * price.input + line.output_tokens * price.output) / 1e6
+        return dollars * (BATCH_DISCOUNT if batch else 1.0)
+
+    def tuning_cost(self) -> float | None:
+        price = price_of(self.model) if self.model else None
+        if price is None or price.tuning is None:
+            return None
+        return self.training_tokens * price.tuning / 1e6
+
+    def as_dict(self) -> dict[str, Any]:
+        rows = [*self.lines, self.total]
+        return {
+            "model": self.model,
+            "prices_as_of": PRICES_AS_OF,
+            "question_tokens": round(self.question_tokens, 1),
+            "question_source": self.question_source,
+            "assumptions": self.assumptions.__dict__,
+            "lines": [
+                {
+                    "name": line.name,
+                    "requests": line.requests,
+                    "input_tokens": round(line.input_tokens),
+                    "output_tokens": round(line.output_tokens),
+                    "cost_usd": _r(self.cost(line)),
+                    "batch_cost_usd": _r(self.cost(line, batch=True)),
+                }
+                for line in rows
+            ],
+            "tuning": {
+                "jobs": self.tuning_jobs,
+                "training_tokens_at_most": round(self.training_tokens),
+                "cost_usd_at_most": _r(self.tuning_cost()),
+            },
+        }
+
+
+def tokens(text: str) -> float:
+    return len(text) / CHARS_PER_TOKEN
+
+
+def estimate(config: Config, assumptions: Assumptions | None = None) -> Estimate:
+    """The whole run: the baselines (once), every iteration's train and eval debates and
+    tuning jobs, and the same for each compared variant (`evaluation.compare`)."""
+    assumptions = assumptions or Assumptions()
+    question_tokens, source = question_size(config)
+    result = Estimate(
+        model=priced_model(config),
+        question_tokens=question_tokens,
+        question_source=source,
+        assumptions=assumptions,
+    )
+    data = config.data
+    if getattr(getattr(config, "evaluation", None), "baselines", True):
+        baseline = Line("baseline (eval, once)")
+        baseline.add(*_times(_per_problem(config, question_tokens, assumptions), data.eval_size))
+        result.lines.append(baseline)
+    _add_method(result, config, "iteration", question_tokens, assumptions, shared_train=False)
+    for name in getattr(getattr(config, "evaluation", None), "compare", []) or []:
+        from mafine.pipeline import variant_config
+
+        variant = variant_config(config, name)
+        # the first train debate is the main run's when the debate is the same (journal)
+        shared = (variant.debate, variant.agents, variant.prompts) == (
+            config.debate,
+            config.agents,
+            config.prompts,
+        )
+        _add_method(result, variant, f"{name}: iteration", question_tokens, assumptions, shared)
+    return result
+
+
+def _add_method(
+    result: Estimate,
+    config: Config,
+    label: str,
+    question_tokens: float,
+    assumptions: Assumptions,
+    shared_train: bool,
+) -> None:
+    """One method's iterations: train and eval debates, and an upper bound on its tuning."""
+    data = config.data
+    per_problem = _per_problem(config, question_tokens, assumptions)
+    for iteration in range(1, config.iterations + 1):
+        train = 0 if (shared_train and iteration == 1) else data.train_size
+        line = Line(f"{label} {iteration} (train+eval)")
+        line.add(*_times(per_problem, train + data.eval_size))
+        result.lines.append(line)
+    critic_example = per_problem[3]
+    generator_example = question_tokens + _question_overhead(config) + assumptions.response_tokens
+    critics = config.agents.critics if getattr(config.finetune, "tune_critics", True) else 0
+    per_iteration = data.train_size * (
+        config.agents.count * generator_example + critics * critic_example
+    )
+    result.tuning_jobs += config.iterations * (config.agents.count + critics)
+    result.training_tokens += config.iterations * per_iteration * config.finetune.epochs
+
+
+def _times(per_problem: tuple[int, float, float, float], problems: int) -> tuple[int, float, float]:
+    requests, inputs, outputs, _ = per_problem
+    return requests * problems, inputs * problems, outputs * problems
+
+
+def _question_overhead(config: Config) -> float:
+    return tokens(render(config.prompts.question, question=""))
+
+
+def _per_problem(
+    config: Config, question_tokens: float, a: Assumptions
+) -> tuple[int, float, float, float]:
+    """(requests, input tokens, output tokens, tokens of a critic's final conversation)."""
+    n, c, rounds = config.agents.count, config.agents.critics, config.debate.rounds
+    prompts = config.prompts
+    response = a.response_tokens
+    output = a.response_tokens + a.thinking_tokens
+    summary_output = a.summary_tokens + a.thinking_tokens
+    question = question_tokens + _question_overhead(config)
+    requests, inputs, outputs = n, n * question, n * output
+    conversation = question + response  # a critic's growing conversation
+    for _ in range(2, rounds + 1):
+        others = (n - 1) * (response + 4)  # "Solution k:" headers
+        if config.debate.summarize:
+            summary_prompt = tokens(render(prompts.summarize, question="", responses=""))
+            summary_prompt += question_tokens + others
+            requests += c
+            inputs += c * summary_prompt
+            outputs += c * summary_output
+            advice = tokens(render(prompts.debate_summary, summary="")) + a.summary_tokens
+        else:
+            advice = tokens(render(prompts.debate_responses, responses="")) + others
+        conversation += advice
+        requests += c
+        inputs += c * conversation
+        outputs += c * output
+        conversation += response
+    return requests, inputs, outputs, conversation
+
+
+def question_size(config: Config) -> tuple[float, str]:
+    """Mean question length in tokens, and where it came from."""
+    questions: list[str] = []
+    source = ""
+    if config.run_dir is not None:
+        path = config.run_dir / "problems" / "train.jsonl"
+        if path.is_file():
+            from mafine.artifacts import Problem
+            from mafine.jsonl import read_rows
+
+            questions = [p.question for p in itertools.islice(read_rows(path, Problem), SAMPLE)]
+            source = f"{len(questions)} problems of {path}"
+    if not questions:
+        try:
+            from mafine.stages import prepare
+
+            records = prepare._candidates(config.data.source, config.seed)
+            questions = [record[1] for record in itertools.islice(records, SAMPLE)]
+            name = prepare.source_name(config.data.source)
+            source = f"{len(questions)} problems drawn from {name}"
+        except Exception as exc:  # no data here (e.g. a hub set offline): assume
+            questions = []
+            source = f"assumed (could not read the data: {str(exc).splitlines()[0][:80]})"
+    if not questions:
+        return float(DEFAULT_QUESTION_TOKENS), source or "assumed"
+    return sum(tokens(q) for q in questions) / len(questions), source
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def render_estimate(result: Estimate, config: Config) -> list[Any]:
+    """Rich renderables: the table and the notes under it."""
+    from rich.table import Table
+
+    from mafine.pricing import format_cost
+
+    model = result.model or "(not billed per token)"
+    table = Table(
+        title=f"estimate for {model}: {config.iterations} iteration(s), "
+        f"{config.data.train_size} train / {config.data.eval_size} eval problems, "
+        f"prices of {PRICES_AS_OF}"
+    )
+    for column in ("work", "requests", "input tokens", "output tokens", "standard", "batch"):
+        table.add_column(column, justify="left" if column == "work" else "right")
+    for line in [*result.lines, result.total]:
+        table.add_row(
+            line.name,
+            f"{line.requests:,}",
+            f"{line.input_tokens:,.0f}",
+            f"{line.output_tokens:,.0f}",
+            format_cost(result.cost(line)),
+            format_cost(result.cost(line, batch=True)),
+        )
+    a = result.assumptions
+    total = result.total
+    notes = [
+        f"questions: {result.question_tokens:.0f} tokens on average ({result.question_source}); "
+        f"responses assumed {a.response_tokens} tokens, summaries {a.summary_tokens}, "
+        f"thinking {a.thinking_tokens} (billed as output); {CHARS_PER_TOKEN:g} characters a "
+        "token.",
+        f"tuning: {result.tuning_jobs} Vertex AI jobs, at most "
+        f"{result.training_tokens:,.0f} training tokens "
+        f"({config.finetune.epochs} epochs): {format_cost(result.tuning_cost())}"
+        + ("" if result.tuning_cost() is not None else " (no tuning price for this model)"),
+        f"batch mode (provider.gemini.batch=true) halves the generation cost; each debate "
+        f"round becomes a batch job that may take up to 24 h ({_rounds(config)} rounds of "
+        "jobs per debate).",
+    ]
+    rpm = _paced_rpm(config)
+    if rpm:
+        notes.append(
+            f"at {rpm:,.0f} requests/min ({config.provider.gemini.tier} pacing) the "
+            f"{total.requests:,} requests take at least {total.requests / rpm / 60:,.1f} h."
+        )
+    if config.provider.name == "fake":
+        notes.append("provider fake: nothing is billed; the figures show what Gemini would cost.")
+    return [table, *notes]
+
+
+def _rounds(config: Config) -> int:
+    extra = config.debate.rounds - 1
+    return 1 + extra * (2 if config.debate.summarize else 1)
+
+
+def _paced_rpm(config: Config) -> float | None:
+    if config.provider.name != "gemini":
+        return None
+    from mafine.providers.limits import resolve_limits
+
+    return resolve_limits(config.provider.gemini).requests_per_minute

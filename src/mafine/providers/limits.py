@@ -1,0 +1,245 @@
+"""Client-side limits for Gemini: pacing (requests and tokens per minute) and error classes.
+
+Pacing uses `aiolimiter` (a leaky bucket per limit: small, asyncio-native, well kept); the
+retry loop in `gemini.py` uses `tenacity`. What this module adds is the policy:
+
+* `Pacer.acquire` waits for a request slot and for its estimated input tokens, and for any
+  pause a 429 imposed on everyone. Buckets hold one second of traffic (at least one request),
+  and pacing runs at `HEADROOM` of the limit, so no 60-second window ever exceeds it.
+* `Pacer.rate_limited` is called on a per-minute 429: every request pauses for the delay the
+  error carried, and the request rate halves (down to 1/16); it recovers by half again every
+  `RECOVER_S` seconds without a 429. Without a configured limit, the halving starts from the
+  rate observed over the last minute.
+* `classify` sorts an exception into `rate_limit` (wait and slow down), `quota` (per-day or
+  `limit: 0`: waiting will not help, stop), `transient` (5xx, timeouts, dropped connections,
+  a malformed body: back off and retry) and `fatal` (400, 401, 403, 404 and anything else:
+  fail at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiolimiter import AsyncLimiter
+
+# Requests and input tokens per minute per tier: the lowest of the current Flash and
+# Flash-Lite models' published limits (docs/gemini.md, dated there). "none": no pacing.
+TIER_LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "free": (10, 250_000),
+    "tier1": (1_000, 1_000_000),
+    "tier2": (2_000, 3_000_000),
+    "tier3": (10_000, 8_000_000),
+    "none": (None, None),
+}
+HEADROOM = 0.97
+RECOVER_S = 30.0
+BURST_S = 5.0  # 429s closer together than this (or than their delay) slow down once
+SLOWEST = 1 / 16
+TRANSIENT_CODES = frozenset({408, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+def resolve_limits(settings: Any, use_tier: bool = True) -> Limits:
+    """Explicit `requests_per_minute`/`tokens_per_minute` win; else the tier's (when asked)."""
+    rpm, tpm = TIER_LIMITS[settings.tier] if use_tier else (None, None)
+    return Limits(
+        requests_per_minute=settings.requests_per_minute or rpm,
+        tokens_per_minute=settings.tokens_per_minute or tpm,
+    )
+
+
+def _bucket(per_minute: float, burst_s: float) -> AsyncLimiter:
+    """A leaky bucket pacing `per_minute` (times the headroom), holding `burst_s` seconds."""
+    rate = per_minute * HEADROOM / 60.0  # per second
+    capacity = max(1.0, rate * burst_s)
+    return AsyncLimiter(capacity, capacity / rate)
+
+
+class Pacer:
+    """Shared by every request of one provider (one event loop)."""
+
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._factor = 1.0
+        self._base_rpm = limits.requests_per_minute
+        self._requests = _bucket(self._base_rpm, 1.0) if self._base_rpm else None
+        self._tokens = _bucket(limits.tokens_per_minute, 10.0) if limits.tokens_per_minute else None
+        self._pause_until = 0.0
+        self._last_429 = 0.0
+        self._starts: deque[float] = deque()
+        self.rate_limited_count = 0
+
+    @property
+    def requests_per_minute(self) -> float | None:
+        """The rate requests are paced at now (None: unpaced)."""
+        return self._base_rpm * self._factor if self._base_rpm else None
+
+    async def acquire(self, tokens: int = 0) -> None:
+        while True:
+            pause = self._pause_until - self._clock()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue
+            self._maybe_recover()
+            limiter = self._requests
+            if limiter is not None:
+                await limiter.acquire()
+                if limiter is not self._requests:  # slowed down while waiting: queue again
+                    continue
+            if self._pause_until > self._clock():
+                continue
+            break
+        if self._tokens is not None and tokens > 0:
+            await self._tokens.acquire(min(float(tokens), self._tokens.max_rate))
+        now = self._clock()
+        self._starts.append(now)
+        while self._starts and self._starts[0] < now - 60.0:
+            self._starts.popleft()
+
+    def rate_limited(self, delay: float) -> None:
+        """A per-minute 429: everyone waits `delay` seconds, and the rate halves."""
+        now = self._clock()
+        self.rate_limited_count += 1
+        self._pause_until = max(self._pause_until, now + delay)
+        if now - self._last_429 < max(delay, BURST_S) and self._factor < 1.0:
+            self._last_429 = now  # the same burst of 429s: slow down once per burst
+            return
+        self._last_429 = now
+        if self._base_rpm is None:
+            self._base_rpm = self._observed_rpm(now)
+            self._factor = 1.0
+        self._factor = max(self._factor / 2, SLOWEST)
+        self._requests = _bucket(self._base_rpm * self._factor, 1.0)
+
+    def _observed_rpm(self, now: float) -> float:
+        """Requests per minute started over the last minute (or since the first request)."""
+        recent = [t for t in self._starts if t >= now - 60.0]
+        if not recent:
+            return 1.0
+        elapsed = max(now - recent[0], 1.0)
+        return max(len(recent) * 60.0 / elapsed, 1.0)
+
+    def _maybe_recover(self) -> None:
+        if self._factor >= 1.0 or self._base_rpm is None:
+            return
+        now = self._clock()
+        if now - self._last_429 < RECOVER_S:
+            return
+        self._last_429 = now
+        self._factor = min(1.0, self._factor * 1.5)
+        if self._factor >= 1.0 and self.limits.requests_per_minute is None:
+            self._base_rpm, self._requests = None, None  # back to unpaced
+            return
+        assert self._base_rpm is not None
+        self._requests = _bucket(self._base_rpm * self._factor, 1.0)
+
+
+# ---- error classes ---------------------------------------------------------------------
+Kind = Literal["rate_limit", "quota", "transient", "fatal"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: Kind
+    delay: float | None = None  # the server's retry hint, seconds
+    quota: str | None = None  # which quota a 429 names
+
+
+_PER_DAY = re.compile(r"per ?day|PerDay|daily", re.IGNORECASE)
+_LIMIT_ZERO = re.compile(r"limit: ?0(?![\d.])")
+_RETRY_IN = re.compile(r"retry in ([\d.]+)\s*(ms|s)\b", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*([\d.]+)\s*s\s*$")
+
+
+def classify(exc: BaseException) -> Failure:
+    """What to do about an exception raised by the google-genai client."""
+    from google.genai import errors
+
+    if isinstance(exc, errors.APIError):
+        code = exc.code
+        if code == 429:
+            return _classify_429(exc)
+        if code in TRANSIENT_CODES:
+            return Failure("transient")
+        return Failure("fatal")
+    if is_transport_error(exc) or isinstance(exc, json.JSONDecodeError):
+        return Failure("transient")
+    return Failure("fatal")
+
+
+def _classify_429(exc: Any) -> Failure:
+    message = str(exc.message or "")
+    details = _error_details(exc.details)
+    delay = None
+    quota_ids: list[str] = []
+    for detail in details:
+        kind = str(detail.get("@type", ""))
+        if kind.endswith("RetryInfo"):
+            delay = parse_duration(detail.get("retryDelay"))
+        elif kind.endswith("QuotaFailure"):
+            for violation in detail.get("violations") or []:
+                if isinstance(violation, dict):
+                    name = violation.get("quotaId") or violation.get("quotaMetric")
+                    value = violation.get("quotaValue")
+                    if name:
+                        quota_ids.append(f"{name} (limit {value})" if value else str(name))
+                        if str(value) == "0":
+                            quota_ids[-1] += " limit: 0"
+    if delay is None:
+        match = _RETRY_IN.search(message)
+        if match:
+            delay = float(match.group(1)) / (1000.0 if match.group(2).lower() == "ms" else 1.0)
+    hard = [q for q in quota_ids if _PER_DAY.search(q) or _LIMIT_ZERO.search(q)]
+    if hard or (not quota_ids and (_PER_DAY.search(message) or _LIMIT_ZERO.search(message))):
+        named = "; ".join(hard) if hard else _first_line(message)
+        return Failure("quota", delay, named)
+    return Failure("rate_limit", delay, "; ".join(quota_ids) or None)
+
+
+def _error_details(details: Any) -> list[dict[str, Any]]:
+    if isinstance(details, list) and len(details) == 1:
+        details = details[0]
+    if not isinstance(details, dict):
+        return []
+    error = details.get("error", details)
+    found = error.get("details") if isinstance(error, dict) else None
+    return [d for d in found or [] if isinstance(d, dict)]
+
+
+def parse_duration(value: Any) -> float | None:
+    """A protobuf Duration in JSON ("17s", "0.25s") in seconds, or None."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    quota = [line for line in lines if "quota" in line.lower() and "metric" in line.lower()]
+    return (quota or lines or ["(no message)"])[0]
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """httpx/httpx2 transport errors (timeouts, refused or dropped connections)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(
+        names
+        & {"TransportError", "TimeoutException", "TimeoutError", "ConnectionError", "ReadError"}
+    )
