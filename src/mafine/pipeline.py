@@ -18,8 +18,6 @@ from mafine.stages import build_sft, debate, evaluate, finetune, prepare
 from mafine.stages.roster import load_records, roster
 from mafine.ui import console
 
-SPLITS = ("train", "eval")
-
 
 @dataclass
 class Session:

@@ -11,6 +11,7 @@ from mafine.providers.base import Provider
 
 if TYPE_CHECKING:
     from mafine.config import ProviderConfig
+    from mafine.providers.gemini import GeminiProvider
 
 FAKE_TUNING_BUCKET = "gs://mafine-fake/tuning"
 FAKE_BATCH_BUCKET = "gs://mafine-fake/batch"
@@ -43,15 +44,13 @@ async def open_provider(
         await provider.aclose()
 
 
-def _batched(provider: Provider, state_dir: Path | None) -> Provider:
+def _batched(provider: GeminiProvider, state_dir: Path | None) -> Provider:
     """The gemini provider, wrapped to send its requests as batch jobs when configured."""
-    from mafine.providers.gemini import GeminiProvider
+    if not provider.settings.batch:
+        return provider
+    from mafine.providers.batch import BatchProvider
 
-    if isinstance(provider, GeminiProvider) and provider.settings.batch:
-        from mafine.providers.batch import BatchProvider
-
-        return BatchProvider(provider, state_dir)
-    return provider
+    return BatchProvider(provider, state_dir)
 
 
 @asynccontextmanager
