@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,9 @@ def test_two_iterations_complete_with_an_adapter_per_agent_model(local_run):
                 assert (adapter / "adapter_config.json").is_file()
                 assert adapter.is_relative_to(root / f"iter-{iteration}" / "tuning")
     assert "provider: **local**" in (root / "report.md").read_text()
+    document = json.loads((root / "metrics.json").read_text())
+    likelihood = document["diversity"]["multiagent_ft@1"]["likelihood"]
+    assert likelihood["nll"]  # the local provider scores text: NLL and KL between agents
 
 
 def test_the_adapter_written_is_the_one_used_at_evaluation(local_run):
