@@ -62,7 +62,7 @@ class GatedFake(FakeGemini):
         self._gate_lock = threading.Lock()
 
     def intercept(self, kind, request):
-        if kind == "generate":
+        if kind == "generate" and _complete(request):
             with self._gate_lock:
                 self.arrived += 1
                 hold = self.arrived > self.open_for and not self.gate.is_set()
@@ -72,13 +72,25 @@ class GatedFake(FakeGemini):
         return super().intercept(kind, request)
 
 
-def wait_for(condition, timeout: float = 60.0, child=None, log: Path | None = None) -> None:
+def _complete(request) -> bool:
+    """Whether a request arrived whole: a client killed mid-send leaves an empty or cut body,
+    which the fake refuses (400) without answering or counting it."""
+    try:
+        return bool(json.loads(request.body or b"{}").get("contents"))
+    except ValueError:
+        return False
+
+
+def wait_for(
+    condition, timeout: float = 180.0, child=None, log: Path | None = None, state=None
+) -> None:
+    """Poll until `condition()`; generous, since a loaded CI machine starts processes slowly."""
     deadline = time.monotonic() + timeout
     while not condition():
         if child is not None and child.poll() is not None:
             raise AssertionError(f"the child exited early: {log.read_text() if log else ''}")
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
+            raise AssertionError(f"timed out waiting ({state() if state else ''})")
         time.sleep(0.02)
 
 
@@ -103,6 +115,10 @@ def test_sigkill_mid_debate_then_resume_sends_no_journaled_request_again(
                 lambda: fake.held > 0 and journaled(root) >= len(fake.stats()["generate_keys"]),
                 child=child,
                 log=tmp_path / "child.err",
+                state=lambda: (
+                    f"held {fake.held}, journaled {journaled(root)}, "
+                    f"answered {len(fake.stats()['generate_keys'])}"
+                ),
             )
         finally:
             child.send_signal(signal.SIGKILL)
