@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,6 +27,23 @@ def parse_row(line: str, row_type: type[RowT], path: Path, line_number: int) -> 
         raise MafineError(
             f"{path}, line {line_number}: corrupt {row_type.__name__} row ({detail})"
         ) from None
+
+
+def parse_objects(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of untyped JSON lines (user files);
+    a line that is not a JSON object is an error naming the file and the line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise MafineError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise MafineError(
+                f"{path}, line {number}: expected a JSON object, got {type(record).__name__}"
+            )
+        yield number, record
 
 
 def read_rows(path: Path, row_type: type[RowT]) -> Iterator[RowT]:

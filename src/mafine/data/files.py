@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
+from mafine.jsonl import parse_objects
 
 if TYPE_CHECKING:
     from mafine.config import FileSource
@@ -143,17 +144,7 @@ def _read_json(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
                 f"got one {type(document).__name__}"
             )
     records, lines = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise MafineError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise MafineError(
-                f"{path}, line {number}: expected a JSON object, got {type(record).__name__}"
-            )
+    for number, record in parse_objects(text.splitlines(), path):
         records.append(record)
         lines.append(number)
     return records, lines

@@ -25,6 +25,7 @@ from mafine.grading import Grader, get_grader
 from mafine.grading.extract import extract_answer
 from mafine.grading.settings import GradingConfig
 from mafine.grading.vote import majority_vote_many, vote_rng
+from mafine.jsonl import parse_objects
 
 TieRng = Callable[[str], random.Random]
 
@@ -128,22 +129,13 @@ def read_rows(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
     """(line number, "responses" | "transcripts", row) for every non-blank line."""
     if not path.is_file():
         raise MafineError(f"file not found: {path}")
-    rows = []
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise MafineError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
-            rows.append((number, _kind(row, path, number), row))
-    return rows
+        return [
+            (number, _kind(row, path, number), row) for number, row in parse_objects(handle, path)
+        ]
 
 
-def _kind(row: Any, path: Path, number: int) -> str:
-    if not isinstance(row, dict):
-        raise MafineError(f"{path}, line {number}: expected a JSON object")
+def _kind(row: dict[str, Any], path: Path, number: int) -> str:
     if "gold" not in row or row["gold"] is None:
         raise MafineError(f"{path}, line {number}: no 'gold' field")
     if "agents" in row:
