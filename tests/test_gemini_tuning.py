@@ -6,16 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from google.oauth2.credentials import Credentials
 
 from mafine.artifacts import Message, SFTExample, Usage
 from mafine.config import FakeSettings, GeminiSettings, ProviderConfig, load_config
 from mafine.jsonl import write_rows
 from mafine.pricing import cost, price_of, usage_totals
-from mafine.providers import FAKE_TUNING_BUCKET
+from mafine.providers import FAKE_TUNING_BUCKET, fake_connection
 from mafine.providers.base import TuningSpec
-from mafine.providers.fake_gemini import FAKE_LOCATION, FAKE_PROJECT, FakeGemini, Reply
-from mafine.providers.gemini import Connection, GeminiProvider
+from mafine.providers.fake_gemini import FakeGemini, Reply
+from mafine.providers.gemini import GeminiProvider
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,15 +24,7 @@ def vertex(fake: FakeGemini) -> GeminiProvider:
     settings = GeminiSettings(
         vertex=True, tier="none", tuning_bucket=FAKE_TUNING_BUCKET, retry_initial_s=0.01
     )
-    connection = Connection(
-        vertex=True,
-        project=FAKE_PROJECT,
-        location=FAKE_LOCATION,
-        base_url=fake.url,
-        credentials=Credentials(token="fake-token"),
-        storage_endpoint=fake.url,
-    )
-    return GeminiProvider(ProviderConfig(name="gemini", gemini=settings), connection)
+    return GeminiProvider(ProviderConfig(name="gemini", gemini=settings), fake_connection(fake.url))
 
 
 def spec(tmp_path: Path, answer: str = "\\boxed{3}") -> TuningSpec:

@@ -11,7 +11,7 @@ from mafine.providers.base import Provider
 
 if TYPE_CHECKING:
     from mafine.config import ProviderConfig
-    from mafine.providers.gemini import GeminiProvider
+    from mafine.providers.gemini import Connection, GeminiProvider
 
 FAKE_TUNING_BUCKET = "gs://mafine-fake/tuning"
 FAKE_BATCH_BUCKET = "gs://mafine-fake/batch"
@@ -59,23 +59,14 @@ async def _fake_gemini(config: ProviderConfig, state_dir: Path | None) -> AsyncI
 
     Requests are paced only by an explicit `provider.gemini.requests_per_minute` or
     `tokens_per_minute` (a tier's limits are for the real service)."""
-    from google.oauth2.credentials import Credentials
-
-    from mafine.providers.fake_gemini import FAKE_LOCATION, FAKE_PROJECT, FakeGemini
-    from mafine.providers.gemini import Connection, GeminiProvider
+    from mafine.providers.fake_gemini import FakeGemini
+    from mafine.providers.gemini import GeminiProvider
 
     gemini = config.gemini.model_copy(
         update={"tuning_bucket": FAKE_TUNING_BUCKET, "batch_bucket": FAKE_BATCH_BUCKET}
     )
     with FakeGemini(config.fake) as fake:
-        connection = Connection(
-            vertex=True,
-            project=FAKE_PROJECT,
-            location=FAKE_LOCATION,
-            base_url=fake.url,
-            credentials=Credentials(token="fake-token"),
-            storage_endpoint=fake.url,
-        )
+        connection = fake_connection(fake.url)
         provider = _batched(
             GeminiProvider(
                 config.model_copy(update={"gemini": gemini}), connection, pace_by_tier=False
@@ -86,3 +77,21 @@ async def _fake_gemini(config: ProviderConfig, state_dir: Path | None) -> AsyncI
             yield provider
         finally:
             await provider.aclose()
+
+
+def fake_connection(url: str) -> Connection:
+    """How the gemini provider reaches a fake Gemini at `url`: Vertex AI paths, a static
+    token, and the same server for Cloud Storage."""
+    from google.oauth2.credentials import Credentials
+
+    from mafine.providers.fake_gemini import FAKE_LOCATION, FAKE_PROJECT
+    from mafine.providers.gemini import Connection
+
+    return Connection(
+        vertex=True,
+        project=FAKE_PROJECT,
+        location=FAKE_LOCATION,
+        base_url=url,
+        credentials=Credentials(token="fake-token"),
+        storage_endpoint=url,
+    )

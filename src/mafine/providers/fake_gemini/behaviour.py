@@ -157,15 +157,21 @@ def _critique(turns: list[Turn], settings: FakeSettings, rng: random.Random) -> 
     )
 
 
-def _majority(answers: list[BoxedAnswer], rng: random.Random) -> str | None:
-    if not answers:
-        return None
+def _tally(answers: list[BoxedAnswer]) -> tuple[Counter[str], dict[str, str]]:
+    """Weighted votes per normalised answer, and each answer's first spelling."""
     counts: Counter[str] = Counter()
     shown: dict[str, str] = {}
     for answer in answers:
         key = _normal(answer.text)
         counts[key] += answer.weight
         shown.setdefault(key, answer.text)
+    return counts, shown
+
+
+def _majority(answers: list[BoxedAnswer], rng: random.Random) -> str | None:
+    if not answers:
+        return None
+    counts, shown = _tally(answers)
     top = max(counts.values())
     tied = sorted(key for key, count in counts.items() if count == top)
     return shown[rng.choice(tied)]
@@ -175,12 +181,7 @@ def _summarise(text: str) -> str:
     answers = boxed_answers(text)
     if not answers:
         return "- None of the responses gave a boxed final answer."
-    counts: Counter[str] = Counter()
-    shown: dict[str, str] = {}
-    for answer in answers:
-        key = _normal(answer.text)
-        counts[key] += answer.weight
-        shown.setdefault(key, answer.text)
+    counts, shown = _tally(answers)
     lines = [f"The responses reached {len(counts)} different final answer(s):"]
     for key, count in counts.items():
         plural = "response" if count == 1 else "responses"
