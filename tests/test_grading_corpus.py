@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mafine.grading import GRADERS, Grader, GradingConfig, extract_answer, get_grader
+from mafine.grading import Grader, GradingConfig, extract_answer, get_grader, registry
 
 CORPUS = Path(__file__).parent / "data" / "grading" / "corpus.tsv"
 
@@ -26,6 +26,7 @@ def read_corpus() -> list[dict[str, str]]:
 
 
 ROWS = read_corpus()
+GRADERS = registry.names()
 
 
 @pytest.fixture(scope="module", params=GRADERS)

@@ -9,9 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from mafine.errors import MafineError
-from mafine.grading import GRADERS, GradingConfig, Verdict, get_grader
-from mafine.grading.numeric import NumericGrader
-from mafine.grading.string import StringGrader
+from mafine.grading import GradingConfig, Verdict, get_grader, registry
+from mafine.grading.plain import NumericGrader, StringGrader
+
+GRADERS = registry.names()
 
 
 def test_default_config_is_the_seeds_string_grader() -> None:
@@ -115,7 +116,7 @@ def test_numeric_reasons_are_readable() -> None:
 
 
 def test_numeric_long_answer_is_refused_quickly() -> None:
-    verdict = NumericGrader(max_answer_chars=100).verdict("5", "5" * 101)
+    verdict = NumericGrader(GradingConfig(max_answer_chars=100)).verdict("5", "5" * 101)
     assert verdict == Verdict(False, "answer longer than 100 characters")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mafine.grading import GRADERS, Grader, GradingConfig, get_grader
+from mafine.grading import Grader, GradingConfig, get_grader, registry
 from mafine.grading.pool import WorkerPool
 
 LIMIT_S = 1.0
@@ -37,7 +37,7 @@ GOLDS = [r"\frac{3}{7}", "x"]  # not integers, so the strict integer rule cannot
 
 
 # auto sends these answers to its sympy grader: one test of it below is enough.
-@pytest.fixture(scope="module", params=[name for name in GRADERS if name != "auto"])
+@pytest.fixture(scope="module", params=[name for name in registry.names() if name != "auto"])
 def grader(request: pytest.FixtureRequest) -> Iterator[Grader]:
     with _grader(request.param) as grader:
         yield grader

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from mafine.grading.registry import names as grader_names
+
 if TYPE_CHECKING:
     from mafine.config import Config
     from mafine.grading.settings import GradingConfig
@@ -149,7 +151,7 @@ def evaluate(
     ] = False,
     grader: Annotated[
         Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
-        typer.Option(help="Grader for --regrade: string, numeric, sympy, math_verify, auto."),
+        typer.Option(help=f"Grader for --regrade: {', '.join(grader_names())}."),
     ] = None,
 ) -> None:
     """Debate the eval split with the iteration's models and compare with the baselines."""
@@ -183,7 +185,7 @@ def grade(
         ),
     ],
     grader: Annotated[
-        str, typer.Option(help="string, numeric, sympy, math_verify or auto.")
+        str, typer.Option(help=f"A registered grader: {', '.join(grader_names())}.")
     ] = "string",
     output: Annotated[
         Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
@@ -202,7 +204,7 @@ def grade(
     """Grade responses with any grader and print the accuracy; sends no request."""
 
     def body() -> None:
-        from mafine.grading.grade_file import grade_file
+        from mafine.grade_file import grade_file
         from mafine.grading.settings import GradingConfig
         from mafine.ui import console
 

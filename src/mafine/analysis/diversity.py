@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mafine.artifacts import Message, Transcript, Turn
 from mafine.errors import MafineError
+from mafine.grading import Grader
 from mafine.grading.vote import group_answers_many
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 EMBEDDINGS_EXTRA = "pip install 'mafine[embeddings]'"
-
-
-class Equivalence(Protocol):
-    def equivalent(self, gold: str, answer: str | None) -> bool: ...
 
 
 @runtime_checkable
@@ -99,7 +96,7 @@ def round_turns(transcript: Transcript, round: int) -> list[tuple[int, Turn]]:
 
 # Consensus --------------------------------------------------------------------------------
 def consensus_per_problem(
-    transcripts: Iterable[Transcript], grader: Equivalence, *, round: int = 1
+    transcripts: Iterable[Transcript], grader: Grader, *, round: int = 1
 ) -> list[float]:
     """Per problem: the share of answering-round agents whose answer is in the largest group."""
     answer_lists = []
@@ -115,7 +112,7 @@ def consensus_per_problem(
 
 
 def consensus(
-    transcripts: Iterable[Transcript], grader: Equivalence, *, round: int = 1
+    transcripts: Iterable[Transcript], grader: Grader, *, round: int = 1
 ) -> float | None:
     """Mean consensus over problems (None with no problem)."""
     values = consensus_per_problem(transcripts, grader, round=round)
@@ -369,7 +366,7 @@ def _mean(values: Sequence[float]) -> float | None:
 # Everything at once -----------------------------------------------------------------------
 async def measure(
     transcripts: Iterable[Transcript],
-    grader: Equivalence,
+    grader: Grader,
     *,
     round: int = 1,
     embedder: Embedder | None = None,

@@ -6,16 +6,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-GraderName = Literal["string", "numeric", "sympy", "math_verify", "auto"]
+from mafine.grading import registry
+
 FallbackRule = Literal["final_answer", "last_number"]
 
 
 class GradingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grader: GraderName = Field(
+    grader: str = Field(
         "string",
-        description="string | numeric | sympy | math_verify | auto (see docs/grading.md)",
+        description="a registered grader: " + " | ".join(registry.names())
+        + " (see docs/grading.md)",
     )
     fallbacks: list[FallbackRule] = Field(
         default_factory=list,
@@ -34,12 +36,21 @@ class GradingConfig(BaseModel):
         description="auto only: numeric (DeepMind, GSM8K), latex (MATH), or detect per answer",
     )
     auto_symbolic: Literal["sympy", "math_verify"] = Field(
-        "sympy", description="auto only: the grader for answers that are not plain numbers"
+        "sympy",
+        description="auto only: the grader for answers that are not plain numbers (the other "
+        "one, when installed, judges what it cannot)",
     )
     max_answer_chars: int = Field(
         1000, ge=1, description="longer answers are judged not equal without a symbolic check"
     )
     cache_size: int = Field(100_000, ge=0, description="verdicts remembered per grader")
+
+    @field_validator("grader")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in registry.names():  # read now: graders registered after import count
+            raise ValueError(registry.unknown(value))
+        return value
 
     @field_validator("fallbacks")
     @classmethod

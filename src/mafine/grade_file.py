@@ -1,13 +1,16 @@
 """`mafine grade`: grade a JSONL of responses, or a run's transcripts, with any grader.
 
+An application of the graders (it reads files, extracts, votes and writes), not grading logic.
+
 Two input shapes, told apart per row:
 - a response row `{"gold": ..., "response": ...}` (other fields are copied to the output);
 - a transcript row (`mafine.artifacts.Transcript`): `gold`, `problem_id` and
   `agents[].turns[].response`. Answers are extracted again from the responses (the config's
   fallbacks apply), the agents' final answers are voted again under this grader, and the row is
   correct when the new majority is.
-Each input row gives one output row, in order, with `correct`, `answer`, `rule` and `reason`
-(transcript rows also carry `votes` and the per-agent grades). No request is ever made.
+Each input row gives one output row, in order, with `correct`, `answer`, `rule`, `reason` and
+`grader` (the grader that decided: under `auto`, the one it asked; transcript rows also carry
+`votes` and the per-agent grades). No request is ever made.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class ResponseGrade:
     answer: str | None
     rule: str
     reason: str
+    grader: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class TranscriptGrade:
     correct: bool
     answer: str | None
     reason: str
+    grader: str
     votes: dict[str, int]
     agents: list[int]
     final: list[ResponseGrade]
@@ -168,7 +173,13 @@ def grade_responses(
         ]
     )
     return [
-        ResponseGrade(verdict.equal, extraction.answer, extraction.rule, verdict.reason)
+        ResponseGrade(
+            verdict.equal,
+            extraction.answer,
+            extraction.rule,
+            verdict.reason,
+            verdict.grader or grader.name,
+        )
         for extraction, verdict in zip(extractions, verdicts, strict=True)
     ]
 
@@ -220,6 +231,7 @@ def grade_transcripts(
             correct=verdict.equal,
             answer=winner,
             reason=verdict.reason,
+            grader=verdict.grader or grader.name,
             votes=counts,
             agents=[agent_ids[position] for position in per_row[number]],
             final=[final_grades[position] for position in per_row[number]],
@@ -285,6 +297,7 @@ def _transcripts(
                 "answer": grade.answer,
                 "rule": "vote",
                 "reason": grade.reason,
+                "grader": grade.grader,
                 "votes": grade.votes,
                 "agents": [
                     {"agent": agent, **asdict(final), "first": asdict(first)}
