@@ -9,8 +9,8 @@ import pytest
 
 from mafine.artifacts import AgentTrace, Message, Transcript, Turn
 from mafine.errors import MafineError
-from mafine.grading import GradingConfig, get_grader
 from mafine.grade_file import grade_file, grade_transcripts
+from mafine.grading import GradingConfig, get_grader
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -169,8 +169,8 @@ def test_empty_file(tmp_path: Path) -> None:
 def test_regrade_with_the_runs_seed_reproduces_the_debate_tie_break() -> None:
     import random
 
-    from mafine.grading import majority_vote
     from mafine.grade_file import vote_rng
+    from mafine.grading import majority_vote
 
     grader = get_grader(GradingConfig(grader="numeric"))
     finals = ["1", "2", "3"]

@@ -111,9 +111,7 @@ def consensus_per_problem(
     ]
 
 
-def consensus(
-    transcripts: Iterable[Transcript], grader: Grader, *, round: int = 1
-) -> float | None:
+def consensus(transcripts: Iterable[Transcript], grader: Grader, *, round: int = 1) -> float | None:
     """Mean consensus over problems (None with no problem)."""
     values = consensus_per_problem(transcripts, grader, round=round)
     return sum(values) / len(values) if values else None

@@ -73,7 +73,9 @@ class AutoGrader(Grader):
         verdicts = grader.equivalent_many([pairs[index] for index in indices])
         for index, verdict in zip(indices, verdicts, strict=True):
             results[index] = _by(grader, verdict)
-        return [index for index, verdict in zip(indices, verdicts, strict=True) if not verdict.judged]
+        return [
+            index for index, verdict in zip(indices, verdicts, strict=True) if not verdict.judged
+        ]
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -66,7 +66,7 @@ class Grader(ABC):
         """What metrics files record about the grader: everything that can change a verdict."""
         return {"name": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most graders own nothing to release
         """Release the grader's resources (its worker processes, if any)."""
 
     def __enter__(self) -> Grader:

@@ -89,7 +89,6 @@ class StringGrader(Grader):
         return {"name": self.name, "normalization": "whitespace, $, period, \\text, decimals"}
 
 
-
 class NumericGrader(Grader):
     name = "numeric"
 

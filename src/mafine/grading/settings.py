@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from mafine.grading import registry
 
@@ -16,7 +17,8 @@ class GradingConfig(BaseModel):
 
     grader: str = Field(
         "string",
-        description="a registered grader: " + " | ".join(registry.names())
+        description="a registered grader: "
+        + " | ".join(registry.names())
         + " (see docs/grading.md)",
     )
     fallbacks: list[FallbackRule] = Field(
@@ -49,7 +51,7 @@ class GradingConfig(BaseModel):
     @classmethod
     def _registered(cls, value: str) -> str:
         if value not in registry.names():  # read now: graders registered after import count
-            raise ValueError(registry.unknown(value))
+            raise PydanticCustomError("unknown_grader", registry.unknown(value))
         return value
 
     @field_validator("fallbacks")

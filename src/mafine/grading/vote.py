@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from mafine.grading.base import Grader
 
+
 def group_answers(answers: Sequence[str | None], grader: Grader) -> list[list[int]]:
     """Indices of the answers, grouped by equivalence to each group's first answer.
 

@@ -5,9 +5,10 @@
     python tests/data/grading/relabel.py --import my_package.graders --write
 
 Every registered grader has a column; a grader without one (a new grader) gets a new column,
-before `note` (columns of graders not registered now are kept as they are). `--import MODULE` imports a module that registers graders first. `truth` is a
-human label and is never touched. Run it only after a deliberate change to a grader, read every
-changed row, and say why in docs/grading.md.
+before `note` (columns of graders not registered now are kept as they are). `--import MODULE`
+imports a module that registers graders first. `truth` is a human label and is never touched.
+Run it only after a deliberate change to a grader, read every changed row, and say why in
+docs/grading.md.
 """
 
 from __future__ import annotations
