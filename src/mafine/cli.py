@@ -263,7 +263,8 @@ def report(
 
     def body() -> None:
         from mafine.analysis.compare import comparison_table, write_comparison
-        from mafine.analysis.report import load_metrics, results_table
+        from mafine.analysis.metrics import load_metrics
+        from mafine.analysis.report import results_table
         from mafine.ui import console
 
         if len(runs) == 1:

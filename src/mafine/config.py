@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mafine import prompts
+from mafine import errors, prompts
 from mafine.errors import MafineError
 from mafine.grading.settings import GradingConfig
 from mafine.providers.local.settings import LocalSettings
@@ -391,23 +391,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """Pydantic's errors as one line: `key.path: message` for each."""
-    parts = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"] if not _is_union_tag(p))
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif "input" in error and error["type"] not in {"missing"}:
-            shown = repr(error["input"])
-            if len(shown) <= 40:
-                message = f"{message} (got {shown})"
-        parts.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(parts)
-
-
-def _is_union_tag(part: object) -> bool:
-    return part in {"deepmind", "file", "hub"}
+    """A config's validation errors as one line (the data source's union tag left out)."""
+    return errors.describe_validation_error(exc, union_tags=("deepmind", "file", "hub"))
 
 
 def config_dict(config: Config) -> dict[str, Any]:

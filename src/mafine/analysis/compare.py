@@ -19,16 +19,8 @@ import yaml
 from rich.table import Table
 
 from mafine.analysis import stats
-from mafine.analysis.report import (
-    FAKE_WARNING,
-    METRICS_FILE,
-    MetricsDocument,
-    display_name,
-    load_metrics,
-    p_value,
-    pct,
-    signed,
-)
+from mafine.analysis.metrics import METRICS_FILE, MetricsDocument, load_metrics
+from mafine.analysis.report import FAKE_WARNING, display_name, p_value, pct, signed
 from mafine.atomic import write_text_atomic
 from mafine.config import MUTABLE_KEYS
 from mafine.errors import MafineError

@@ -257,8 +257,9 @@ def make_embedder(spec: str | None = None, *, client: Any = None) -> Embedder | 
 
     - None, `"minilm"`: all-MiniLM-L6-v2 on this machine, offline (the `embeddings` extra);
     - `"none"`: no embedding dissimilarity (returns None);
-    - `"gemini"` or `"gemini:MODEL"`: Gemini embeddings through `client` (a google-genai client,
-      e.g. the gemini provider's `.client`), MODEL defaulting to gemini-embedding-001;
+    - `"gemini"` or `"gemini:MODEL"`: Gemini embeddings through `client` (a google-genai client:
+      the `embedding_client()` of a provider whose capabilities declare `embedding`), MODEL
+      defaulting to gemini-embedding-001;
     - anything else: a sentence-transformers model name or directory.
     """
     if spec is None or spec == "minilm":
@@ -387,3 +388,17 @@ async def measure(
     if scorer is not None:
         diversity.likelihood = await likelihood(rows, scorer, round=round)
     return diversity
+
+
+def cross_nll(diversity: Diversity) -> float | None:
+    """Mean off-diagonal NLL: how unlikely agents find each other's responses."""
+    if diversity.likelihood is None:
+        return None
+    matrix = diversity.likelihood.nll
+    values = [
+        value
+        for i, row in enumerate(matrix)
+        for j, value in enumerate(row)
+        if i != j and value is not None
+    ]
+    return sum(values) / len(values) if values else None

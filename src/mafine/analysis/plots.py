@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mafine.analysis import stats
+from mafine.analysis.diversity import cross_nll
 from mafine.atomic import atomic_path
 from mafine.errors import MafineError
 
 if TYPE_CHECKING:
-    from mafine.analysis.report import MetricsDocument
+    from mafine.analysis.metrics import MetricsDocument
 
 REPORT_EXTRA = "pip install 'mafine[report]'"
 ACCURACY_PNG = "accuracy.png"
@@ -141,8 +142,6 @@ def accuracy_plot(
 
 def diversity_values(document: MetricsDocument) -> dict[str, dict[str, dict[int, float]]]:
     """metric -> method key -> iteration -> value, for the metrics that have any value."""
-    from mafine.analysis.report import cross_nll
-
     table: dict[str, dict[str, dict[int, float]]] = {}
     for name, diversity in document.diversity.items():
         key, _, iteration_text = name.rpartition("@")

@@ -42,6 +42,7 @@ class Outcomes(Protocol):
     key: str
     label: str
     iteration: int
+    uses_labels: bool
     correct: list[bool]
     problem_ids: list[str] | None
 
@@ -195,7 +196,7 @@ def summarize_methods(
                 key=method.key,
                 label=method.label,
                 iteration=method.iteration,
-                uses_labels=bool(getattr(method, "uses_labels", False)),
+                uses_labels=method.uses_labels,
                 **asdict(result),
             )
         )

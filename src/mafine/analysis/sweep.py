@@ -163,7 +163,7 @@ def is_finished(config: Config) -> bool:
     """Whether the config's run directory holds a finished run of exactly this config: its
     stored config is the same (iterations included), every recorded stage is done, and its
     metrics document is readable."""
-    from mafine.analysis.report import load_metrics
+    from mafine.analysis.metrics import load_metrics
 
     root = config.run_dir
     assert root is not None

@@ -15,7 +15,7 @@ from mafine.grading import registry
 from mafine.grading.base import Grader, Pair, Verdict
 from mafine.grading.extract import Extraction, extract_answer, extract_boxed
 from mafine.grading.settings import GradingConfig
-from mafine.grading.vote import majority_vote, majority_vote_many, vote_rng
+from mafine.grading.vote import majority_vote, majority_vote_many
 
 __all__ = [
     "Extraction",
@@ -29,7 +29,6 @@ __all__ = [
     "majority_vote",
     "majority_vote_many",
     "registry",
-    "vote_rng",
 ]
 
 
