@@ -12,6 +12,7 @@ import yaml
 from rich.console import Console
 
 from mafine.analysis import compare, metrics, plots, report
+from mafine.config import PACE_KEYS
 from mafine.errors import MafineError
 from mafine.stages.evaluate import LABELS
 
@@ -305,7 +306,9 @@ def test_report_command_groups_by_differing_keys_and_aggregates_seeds(cli, tmp_p
 def test_single_seed_groups_show_bootstrap_intervals(tmp_path):
     a = write_run(tmp_path / "a", document(), {"seed": 0, "debate": {"summarize": True}})
     b = write_run(tmp_path / "b", document(), {"seed": 0, "debate": {"summarize": False}})
-    path, comparison = compare.write_comparison([a, b], tmp_path / "out" / "cmp.md")
+    path, comparison = compare.write_comparison(
+        [a, b], tmp_path / "out" / "cmp.md", pace_keys=PACE_KEYS
+    )
     assert comparison.keys == ["debate.summarize"]
     assert [g.name for g in comparison.groups] == [
         "debate.summarize=true",

@@ -265,13 +265,14 @@ def report(
         from mafine.analysis.compare import comparison_table, write_comparison
         from mafine.analysis.metrics import load_metrics
         from mafine.analysis.report import results_table
+        from mafine.config import PACE_KEYS
         from mafine.ui import console
 
         if len(runs) == 1:
             console.print(results_table(load_metrics(runs[0])))
             if output is None:
                 return
-        path, comparison = write_comparison(runs, output)
+        path, comparison = write_comparison(runs, output, pace_keys=PACE_KEYS)
         if len(runs) > 1:
             console.print(comparison_table(comparison))
         console.print(f"comparison: {path}", markup=False)

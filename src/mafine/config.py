@@ -346,6 +346,8 @@ MUTABLE_KEYS = (
     "provider.local.log_every",
     "provider.local.max_adapters",
 )
+# Keys that only pace a run: runs that differ only in them are one experiment (`mafine report`).
+PACE_KEYS = frozenset(key for key in MUTABLE_KEYS if key != "iterations")
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> Config:
