@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mafine.grading import Grader, GradingConfig, Pair, Verdict, get_grader, registry
 from mafine.grading.base import NO_ANSWER
@@ -20,21 +21,39 @@ from tests.data.grading import relabel
 NAME = "same_length"
 
 
+class SameLengthSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slack: int = 0  # characters the lengths may differ by
+
+
 class SameLengthGrader(Grader):
-    """Equal when the answer has as many characters as the gold: what no built-in grader says."""
+    """Equal when the answer is as long as the gold (give or take `slack` characters): what no
+    built-in grader says."""
 
     name = NAME
 
+    def __init__(self, config: GradingConfig | None = None) -> None:
+        super().__init__(config)
+        self.slack = self.config.grader_options(NAME).slack
+
     def equivalent_many(self, pairs: Sequence[Pair]) -> list[Verdict]:
         return [
-            NO_ANSWER if answer is None else Verdict(len(answer) == len(gold), "same length?")
+            NO_ANSWER
+            if answer is None
+            else Verdict(abs(len(answer) - len(gold)) <= self.slack, "lengths compared")
             for gold, answer in pairs
         ]
+
+    def settings(self) -> dict[str, object]:
+        return {"name": self.name, "slack": self.slack}
 
 
 @pytest.fixture
 def same_length() -> Iterator[None]:
-    registry.register(GraderEntry(NAME, SameLengthGrader, "answers as long as the gold"))
+    registry.register(
+        GraderEntry(NAME, SameLengthGrader, "answers as long as the gold", SameLengthSettings)
+    )
     yield
     registry.unregister(NAME)
 
@@ -45,6 +64,21 @@ def test_a_registered_grader_is_accepted_and_built(same_length: None) -> None:
         assert isinstance(grader, SameLengthGrader) and grader.config is config
         assert grader.equivalent("12", "34") and not grader.equivalent("12", "345")
     assert NAME in registry.names()
+    loose = GradingConfig(grader=NAME, options={NAME: {"slack": 1}})
+    assert get_grader(loose).equivalent("12", "345")
+    assert loose.model_dump()["options"] == {NAME: {"slack": 1}}
+    assert "options" not in config.model_dump()  # configs without options dump as before
+
+
+def test_grader_options_are_checked_at_validation(same_length: None) -> None:
+    for options, message in (
+        ({NAME: {"slack": "wide"}}, f"{NAME}: slack: Input should be a valid integer"),
+        ({NAME: {"slak": 1}}, f"{NAME}: slak: unknown key"),
+        ({"string": {"x": 1}}, "the string grader takes no options"),
+        ({"exact": {}}, "unknown grader 'exact'"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            GradingConfig(grader=NAME, options=options)
 
 
 def test_mafine_grade_uses_a_registered_grader(cli, tmp_path: Path, same_length: None) -> None:
@@ -60,11 +94,11 @@ def test_mafine_grade_uses_a_registered_grader(cli, tmp_path: Path, same_length:
 
 
 def test_a_run_grades_with_a_registered_grader(cli, tmp_path: Path, same_length: None) -> None:
-    config = write_config(tmp_path, grading__grader=NAME)
+    config = write_config(tmp_path, grading__grader=NAME, grading__options={NAME: {"slack": 2}})
     result = cli("run", config)
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "runs" / "exp" / "metrics.json").read_text())
-    assert metrics["header"]["grader"]["name"] == NAME
+    assert metrics["header"]["grader"] == {"name": NAME, "slack": 2, "fallbacks": []}
     regraded = cli("evaluate", config, "--regrade", "--grader", NAME)
     assert regraded.exit_code == 0, regraded.output
 
@@ -75,6 +109,7 @@ def test_an_unknown_grader_is_refused_in_one_line(cli, tmp_path: Path, traffic) 
     for result in (
         cli("grade", source, "--grader", "exact"),
         cli("run", write_config(tmp_path, grading__grader="exact")),
+        cli("run", write_config(tmp_path, grading__options={"exact": {}})),
     ):
         assert result.exit_code != 0
         lines = result.output.strip().splitlines()

@@ -1,11 +1,12 @@
 """The graders mafine knows, by name: the one list the config, the CLI and the tools read.
 
 An entry carries everything that is about a grader rather than inside it: its name, a one-line
-description (CLI help, docs), its factory, the package it needs (checked before it is built, so
-a missing extra is one line, not an ImportError), and whether it runs symbolic work in worker
-processes (the benchmark sizes its batches by that). The built-in factories are import paths,
-resolved only when a grader is built, so reading the registry imports no grader module (and
-`mafine --help` no sympy). Register a new grader with one line:
+description (CLI help, docs), its factory, the settings model of its own options (read from
+`grading.options.NAME` and validated with the config; None: it takes none), the package it needs
+(checked before it is built, so a missing extra is one line, not an ImportError), and whether it
+runs symbolic work in worker processes (the benchmark sizes its batches by that). The built-in
+factories are import paths, resolved only when a grader is built, so reading the registry
+imports no grader module (and `mafine --help` no sympy). Register a new grader with one line:
 
     register(GraderEntry("mine", "my_package.graders:MyGrader", "what it compares"))
 
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from mafine.errors import MafineError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from mafine.grading.base import Grader
     from mafine.grading.settings import GradingConfig
 
@@ -37,6 +40,7 @@ class GraderEntry:
     name: str
     factory: Factory | str  # a callable, or "module:attribute" imported on first use
     description: str
+    settings: type[BaseModel] | None = None  # its options, `grading.options.NAME`
     requires: str | None = None  # a distribution the grader needs (`pip install` name)
     symbolic: bool = False  # runs sympy-class work in worker processes
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 from pydantic_core import PydanticCustomError
 
+from mafine.errors import describe_validation_error
 from mafine.grading import registry
 
 FallbackRule = Literal["final_answer", "last_number"]
@@ -46,6 +55,11 @@ class GradingConfig(BaseModel):
         1000, ge=1, description="longer answers are judged not equal without a symbolic check"
     )
     cache_size: int = Field(100_000, ge=0, description="verdicts remembered per grader")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="options of the graders that take them, by grader name (checked against "
+        "the settings model the grader registered)",
+    )
 
     @field_validator("grader")
     @classmethod
@@ -53,6 +67,37 @@ class GradingConfig(BaseModel):
         if value not in registry.names():  # read now: graders registered after import count
             raise PydanticCustomError("unknown_grader", registry.unknown(value))
         return value
+
+    @field_validator("options")
+    @classmethod
+    def _options_valid(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, raw in value.items():
+            if name not in registry.names():
+                raise PydanticCustomError("unknown_grader", registry.unknown(name))
+            model = registry.entry(name).settings
+            if model is None:
+                raise PydanticCustomError("grader_options", f"the {name} grader takes no options")
+            try:
+                model.model_validate(raw)
+            except ValidationError as exc:
+                raise PydanticCustomError(
+                    "grader_options", f"{name}: {describe_validation_error(exc)}"
+                ) from None
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_empty_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not self.options:  # configs without grader options dump as they always did
+            data.pop("options", None)
+        return data
+
+    def grader_options(self, name: str | None = None) -> Any:
+        """The validated options of grader `name` (default: the chosen one); None when its
+        entry has no settings model."""
+        name = name or self.grader
+        model = registry.entry(name).settings
+        return None if model is None else model.model_validate(self.options.get(name, {}))
 
     @field_validator("fallbacks")
     @classmethod
