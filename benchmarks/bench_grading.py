@@ -23,9 +23,10 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-from mafine.grading import GradingConfig, get_grader, registry
+from mafine.grading import GradingConfig, get_grader
 from mafine.grading.plain import parse_value
 from mafine.grading.pool import default_workers
+from mafine.grading.registry import GRADERS
 
 Pairs = list[tuple[str, str]]
 
@@ -232,7 +233,7 @@ SYMBOLIC_SIZE, PLAIN_SIZE = (10_000, 3_000), (200_000, 10_000)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the pairs, one repeat")
-    parser.add_argument("--graders", default=",".join(registry.names()))
+    parser.add_argument("--graders", default=",".join(GRADERS.names()))
     parser.add_argument("--repeats", type=int, default=3, help="report the best of N runs")
     args = parser.parse_args()
     scale, repeats = (10, 1) if args.quick else (1, args.repeats)
@@ -243,7 +244,7 @@ def main() -> None:
     print(f"reference: {cores} CPU-bound processes run x{reference_speedup(cores):.2f} faster")
     print(f"{'grader':12} {'answers':8} {'workers':>7} {'pairs':>8} {'pairs/s':>10} {'cores':>6}")
     for name in args.graders.split(","):
-        symbolic = registry.entry(name).symbolic
+        symbolic = GRADERS.get(name).symbolic
         sizes = SIZES.get(name, SYMBOLIC_SIZE if symbolic else PLAIN_SIZE)
         for kind, size in zip(("numeric", "latex"), sizes, strict=True):
             make = numeric_pairs if kind == "numeric" else latex_pairs

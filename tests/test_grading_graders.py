@@ -10,10 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from mafine.errors import MafineError
-from mafine.grading import Grader, GradingConfig, Pair, Verdict, get_grader, registry
+from mafine.grading import Grader, GradingConfig, Pair, Verdict, get_grader
 from mafine.grading.plain import NumericGrader, StringGrader
+from mafine.grading.registry import GRADERS
 
-GRADERS = registry.names()
+GRADER_NAMES = GRADERS.names()
 
 
 def test_default_config_is_the_seeds_string_grader() -> None:
@@ -36,7 +37,7 @@ def test_config_rejects_unknown_keys_and_values() -> None:
         GradingConfig(timeout_s=0)
 
 
-@pytest.mark.parametrize("name", GRADERS)
+@pytest.mark.parametrize("name", GRADER_NAMES)
 def test_every_grader_has_the_interface(name: str) -> None:
     with get_grader(GradingConfig(grader=name)) as grader:
         assert grader.name == name

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mafine.grading import Grader, GradingConfig, Pair, Verdict, get_grader, registry
+from mafine.grading import Grader, GradingConfig, Pair, Verdict, get_grader
 from mafine.grading.base import NO_ANSWER
-from mafine.grading.registry import GraderEntry
+from mafine.grading.registry import GRADERS, GraderEntry
 from tests.conftest import write_config
 from tests.data.grading import relabel
 
@@ -51,11 +51,9 @@ class SameLengthGrader(Grader):
 
 @pytest.fixture
 def same_length() -> Iterator[None]:
-    registry.register(
-        GraderEntry(NAME, SameLengthGrader, "answers as long as the gold", SameLengthSettings)
-    )
-    yield
-    registry.unregister(NAME)
+    entry = GraderEntry(NAME, SameLengthGrader, "answers as long as the gold", SameLengthSettings)
+    with GRADERS.registered(entry):
+        yield
 
 
 def test_a_registered_grader_is_accepted_and_built(same_length: None) -> None:
@@ -63,7 +61,7 @@ def test_a_registered_grader_is_accepted_and_built(same_length: None) -> None:
     with get_grader(config) as grader:
         assert isinstance(grader, SameLengthGrader) and grader.config is config
         assert grader.equivalent("12", "34") and not grader.equivalent("12", "345")
-    assert NAME in registry.names()
+    assert NAME in GRADERS.names()
     loose = GradingConfig(grader=NAME, options={NAME: {"slack": 1}})
     assert get_grader(loose).equivalent("12", "345")
     assert loose.model_dump()["options"] == {NAME: {"slack": 1}}
@@ -114,7 +112,7 @@ def test_an_unknown_grader_is_refused_in_one_line(cli, tmp_path: Path, traffic) 
         assert result.exit_code != 0
         lines = result.output.strip().splitlines()
         assert len(lines) == 1, result.output
-        assert "unknown grader 'exact'; choose one of string, numeric, sympy" in lines[0]
+        assert "unknown grader 'exact'; use one of: string, numeric, sympy" in lines[0]
         assert "Traceback" not in result.output
     assert traffic.requests() == 0
     assert not (tmp_path / "runs" / "exp").exists()

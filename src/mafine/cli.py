@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from mafine.grading.registry import names as grader_names
+from mafine.grading.registry import GRADERS
 
 if TYPE_CHECKING:
     from mafine.config import Config
@@ -151,7 +151,7 @@ def evaluate(
     ] = False,
     grader: Annotated[
         Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
-        typer.Option(help=f"Grader for --regrade: {', '.join(grader_names())}."),
+        typer.Option(help=f"Grader for --regrade: {', '.join(GRADERS.names())}."),
     ] = None,
 ) -> None:
     """Debate the eval split with the iteration's models and compare with the baselines."""
@@ -185,7 +185,7 @@ def grade(
         ),
     ],
     grader: Annotated[
-        str, typer.Option(help=f"A registered grader: {', '.join(grader_names())}.")
+        str, typer.Option(help=f"A registered grader: {', '.join(GRADERS.names())}.")
     ] = "string",
     output: Annotated[
         Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
@@ -220,9 +220,9 @@ def _grading(
     """The grading config with a grader (and fallbacks) chosen on the command line."""
     from pydantic import ValidationError
 
-    from mafine.config import describe_validation_error
     from mafine.errors import MafineError
     from mafine.grading.settings import GradingConfig
+    from mafine.schema import describe_validation_error
 
     raw = base.model_dump()
     if grader is not None:
@@ -305,7 +305,7 @@ def sweep(
     """Run a grid of configs into RUN_DIR/sweep/<key=value,...>, skipping finished points."""
 
     def body() -> None:
-        from mafine.analysis.sweep import sweep as run_sweep
+        from mafine.sweep import sweep as run_sweep
 
         if not grid and seeds is None:
             _fail("give at least one --grid key=v1,v2 or --seeds", 2)
@@ -383,9 +383,10 @@ def fake_gemini(
     def body() -> None:
         from pydantic import ValidationError
 
-        from mafine.config import FakeSettings, describe_validation_error
         from mafine.errors import MafineError
         from mafine.providers.fake_gemini import FakeGemini
+        from mafine.providers.settings import FakeSettings
+        from mafine.schema import describe_validation_error
         from mafine.ui import console
 
         try:

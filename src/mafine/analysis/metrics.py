@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from mafine.analysis import stats
 from mafine.analysis.diversity import Diversity
-from mafine.errors import MafineError, describe_validation_error
+from mafine.errors import MafineError
+from mafine.schema import describe_validation_error
 
 METRICS_FILE = "metrics.json"
 

@@ -1,7 +1,7 @@
 """Answer extraction, graders and the majority vote (see docs/grading.md).
 
 `get_grader(config)` builds the grader `config.grader` names from the registry
-(`mafine.grading.registry`, where a new grader is added with one line). Every grader is a
+(`mafine.grading.registry.GRADERS`, where a new grader is added with one line). Every grader is a
 `Grader`: `name`, the batch `equivalent_many(pairs) -> list[Verdict]`, `equivalent(gold,
 answer) -> bool` (no answer is never equivalent), `verdict(gold, answer) -> Verdict`,
 `settings()` (what metrics files record) and `close()`; graders are context managers. Importing
@@ -34,5 +34,5 @@ __all__ = [
 
 def get_grader(config: GradingConfig | None = None) -> Grader:
     """The grader `config.grader` names, built from the config's settings."""
-    config = config or GradingConfig()
-    return registry.entry(config.grader).build(config)
+    grader: Grader = registry.build(config or GradingConfig())
+    return grader

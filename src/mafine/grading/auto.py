@@ -17,9 +17,9 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from mafine.grading import registry
 from mafine.grading.base import NO_ANSWER, Grader, Pair, Verdict
 from mafine.grading.plain import NumericGrader, parse_answer, parse_value
+from mafine.grading.registry import GRADERS, installed
 from mafine.grading.settings import GradingConfig
 
 _SYMBOLIC = ("sympy", "math_verify")
@@ -31,10 +31,10 @@ class AutoGrader(Grader):
     def __init__(self, config: GradingConfig | None = None) -> None:
         super().__init__(config)
         self.numeric = NumericGrader(self.config)
-        self.symbolic = registry.entry(self.config.auto_symbolic).build(self.config)
-        other = registry.entry(next(n for n in _SYMBOLIC if n != self.config.auto_symbolic))
+        self.symbolic = GRADERS.get(self.config.auto_symbolic).build(self.config)
+        other = GRADERS.get(next(n for n in _SYMBOLIC if n != self.config.auto_symbolic))
         self.second: Grader | None = None
-        if other.requires is None or registry.installed(other.requires):
+        if other.requires is None or installed(other.requires):
             self.second = other.build(self.config)
 
     def route(self, gold: str, answer: str) -> str:

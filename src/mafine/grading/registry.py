@@ -8,7 +8,7 @@ runs symbolic work in worker processes (the benchmark sizes its batches by that)
 factories are import paths, resolved only when a grader is built, so reading the registry
 imports no grader module (and `mafine --help` no sympy). Register a new grader with one line:
 
-    register(GraderEntry("mine", "my_package.graders:MyGrader", "what it compares"))
+    GRADERS.register(GraderEntry("mine", "my_package.graders:MyGrader", "what it compares"))
 
 The factory (a callable, or "module:attribute" naming one) takes the `GradingConfig` and returns
 a `mafine.grading.Grader`. The config accepts the names registered when it is validated.
@@ -16,21 +16,20 @@ a `mafine.grading.Grader`. The config accepts the names registered when it is va
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
+from mafine.registry import Registry, resolve
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from mafine.grading.base import Grader
-    from mafine.grading.settings import GradingConfig
-
-Factory = Callable[["GradingConfig"], "Grader"]
+# GradingConfig -> Grader. Typed loosely: the settings validate names against this registry,
+# so it sits below the settings and the Grader class and imports neither.
+Factory = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -44,51 +43,25 @@ class GraderEntry:
     requires: str | None = None  # a distribution the grader needs (`pip install` name)
     symbolic: bool = False  # runs sympy-class work in worker processes
 
-    def build(self, config: GradingConfig) -> Grader:
+    def build(self, config: Any) -> Any:
         """The grader, built from `config`; a missing `requires` is a one-line error."""
         if self.requires is not None and not installed(self.requires):
             raise MafineError(
                 f"the {self.name} grader needs the {self.requires} package: "
                 f"pip install {self.requires}"
             )
-        return _resolve(self.factory)(config)
+        return resolve(self.factory)(config)
 
 
-_ENTRIES: dict[str, GraderEntry] = {}
+GRADERS: Registry[GraderEntry] = Registry("grader")
 
 
-def register(entry: GraderEntry) -> GraderEntry:
-    """Add a grader (a name registered twice is an error: unregister it first)."""
-    if entry.name in _ENTRIES:
-        raise ValueError(f"a grader named {entry.name!r} is already registered")
-    _ENTRIES[entry.name] = entry
-    return entry
-
-
-def unregister(name: str) -> None:
-    """Remove a grader (tests that register a throwaway one clean up with this)."""
-    _ENTRIES.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    """Every registered grader's name, in registration order."""
-    return tuple(_ENTRIES)
-
-
-def entries() -> tuple[GraderEntry, ...]:
-    return tuple(_ENTRIES.values())
-
-
-def entry(name: str) -> GraderEntry:
-    """The entry of `name`; an unknown name is a one-line error listing the known ones."""
-    try:
-        return _ENTRIES[name]
-    except KeyError:
-        raise MafineError(unknown(name)) from None
-
-
-def unknown(name: str) -> str:
-    return f"unknown grader {name!r}; choose one of {', '.join(_ENTRIES)}"
+def build(config: Any) -> Any:
+    """The grader `config.grader` names; an unknown name (a config built without validation)
+    is a one-line error."""
+    if config.grader not in GRADERS:
+        raise MafineError(GRADERS.unknown(config.grader))
+    return GRADERS.get(config.grader).build(config)
 
 
 def installed(distribution: str) -> bool:
@@ -100,13 +73,6 @@ def package_version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _resolve(factory: Factory | str) -> Any:
-    if not isinstance(factory, str):
-        return factory
-    module, _, attribute = factory.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 for _builtin in (
@@ -140,4 +106,4 @@ for _builtin in (
         symbolic=True,
     ),
 ):
-    register(_builtin)
+    GRADERS.register(_builtin)

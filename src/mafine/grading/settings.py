@@ -13,10 +13,9 @@ from pydantic import (
     field_validator,
     model_serializer,
 )
-from pydantic_core import PydanticCustomError
 
-from mafine.errors import describe_validation_error
-from mafine.grading import registry
+from mafine.grading.registry import GRADERS
+from mafine.schema import MUTABLE, describe_validation_error
 
 FallbackRule = Literal["final_answer", "last_number"]
 
@@ -26,9 +25,7 @@ class GradingConfig(BaseModel):
 
     grader: str = Field(
         "string",
-        description="a registered grader: "
-        + " | ".join(registry.names())
-        + " (see docs/grading.md)",
+        description=f"a registered grader: {' | '.join(GRADERS.names())} (see docs/grading.md)",
     )
     fallbacks: list[FallbackRule] = Field(
         default_factory=list,
@@ -41,6 +38,7 @@ class GradingConfig(BaseModel):
         None,
         ge=0,
         description="processes for symbolic graders; None: one per core; 0: in this process",
+        json_schema_extra=MUTABLE,
     )
     answer_style: Literal["detect", "numeric", "latex"] = Field(
         "detect",
@@ -54,7 +52,9 @@ class GradingConfig(BaseModel):
     max_answer_chars: int = Field(
         1000, ge=1, description="longer answers are judged not equal without a symbolic check"
     )
-    cache_size: int = Field(100_000, ge=0, description="verdicts remembered per grader")
+    cache_size: int = Field(
+        100_000, ge=0, description="verdicts remembered per grader", json_schema_extra=MUTABLE
+    )
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="options of the graders that take them, by grader name (checked against "
@@ -64,25 +64,21 @@ class GradingConfig(BaseModel):
     @field_validator("grader")
     @classmethod
     def _registered(cls, value: str) -> str:
-        if value not in registry.names():  # read now: graders registered after import count
-            raise PydanticCustomError("unknown_grader", registry.unknown(value))
+        if value not in GRADERS:  # read now: graders registered after import count
+            raise ValueError(GRADERS.unknown(value))
         return value
 
     @field_validator("options")
     @classmethod
     def _options_valid(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for name, raw in value.items():
-            if name not in registry.names():
-                raise PydanticCustomError("unknown_grader", registry.unknown(name))
-            model = registry.entry(name).settings
+            model = GRADERS.get(name).settings  # ValueError for an unknown grader
             if model is None:
-                raise PydanticCustomError("grader_options", f"the {name} grader takes no options")
+                raise ValueError(f"the {name} grader takes no options")
             try:
                 model.model_validate(raw)
             except ValidationError as exc:
-                raise PydanticCustomError(
-                    "grader_options", f"{name}: {describe_validation_error(exc)}"
-                ) from None
+                raise ValueError(f"{name}: {describe_validation_error(exc)}") from None
         return value
 
     @model_serializer(mode="wrap")
@@ -96,7 +92,7 @@ class GradingConfig(BaseModel):
         """The validated options of grader `name` (default: the chosen one); None when its
         entry has no settings model."""
         name = name or self.grader
-        model = registry.entry(name).settings
+        model = GRADERS.get(name).settings
         return None if model is None else model.model_validate(self.options.get(name, {}))
 
     @field_validator("fallbacks")

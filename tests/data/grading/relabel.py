@@ -19,7 +19,8 @@ import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from mafine.grading import GradingConfig, extract_answer, get_grader, registry
+from mafine.grading import GradingConfig, extract_answer, get_grader
+from mafine.grading.registry import GRADERS
 
 CORPUS = Path(__file__).with_name("corpus.tsv")
 LAST_COLUMN = "note"
@@ -40,7 +41,7 @@ def relabel(path: Path = CORPUS, *, write: bool = False) -> int:
     """Print every verdict that differs from its column (and write them); how many differ."""
     rows = read_corpus(path)
     changed = 0
-    for name in registry.names():
+    for name in GRADERS.names():
         for row, (equal, reason) in zip(rows, verdicts(rows, name), strict=True):
             label = "y" if equal else "n"
             if row.get(name) != label:
@@ -53,7 +54,7 @@ def relabel(path: Path = CORPUS, *, write: bool = False) -> int:
     print(f"{changed} verdicts changed")
     if write:
         kept = [column for column in rows[0] if column != LAST_COLUMN]
-        columns = [*kept, *(n for n in registry.names() if n not in kept), LAST_COLUMN]
+        columns = [*kept, *(n for n in GRADERS.names() if n not in kept), LAST_COLUMN]
         with path.open("w", newline="") as handle:
             writer = csv.DictWriter(
                 handle, columns, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE
