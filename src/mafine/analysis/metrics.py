@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mafine.analysis import stats
 from mafine.analysis.diversity import Diversity
 from mafine.errors import MafineError
+from mafine.methods import METHODS
 from mafine.schema import describe_validation_error
 
 METRICS_FILE = "metrics.json"
@@ -132,3 +133,9 @@ def load_metrics(path: Path) -> MetricsDocument:
         return MetricsDocument.model_validate(raw)
     except ValidationError as exc:
         raise MafineError(f"{path}: {describe_validation_error(exc)}") from None
+
+
+def method_label(key: str) -> str:
+    """How reports name a method key that a document names without a label: its registered
+    label, else the key made readable."""
+    return METHODS.get(key).label if key in METHODS else key.replace("_", " ").capitalize()

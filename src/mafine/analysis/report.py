@@ -16,7 +16,13 @@ from rich.table import Table
 
 from mafine.analysis import stats
 from mafine.analysis.diversity import Diversity, cross_nll
-from mafine.analysis.metrics import Header, MethodResult, MetricsDocument, as_document
+from mafine.analysis.metrics import (
+    Header,
+    MethodResult,
+    MetricsDocument,
+    as_document,
+    method_label,
+)
 from mafine.atomic import write_text_atomic
 
 REPORT_FILE = "report.md"
@@ -323,7 +329,7 @@ def _id_label(document: MetricsDocument, name: str) -> str:
     key, _, iteration = name.rpartition("@")
     if not key or not iteration.isdigit():
         return name
-    return display_name(key.replace("_", " ").capitalize(), int(iteration))
+    return display_name(method_label(key), int(iteration))
 
 
 def _md_row(cells: Sequence[str]) -> str:
