@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 from mafine.grading.base import NO_ANSWER, Grader, Pair, Verdict
 from mafine.grading.plain import NumericGrader, parse_answer, parse_value
 from mafine.grading.registry import GRADERS, installed
-from mafine.grading.settings import GradingConfig
+from mafine.grading.settings import GradingConfig, SymbolicGrader
 
-_SYMBOLIC = ("sympy", "math_verify")
+_SYMBOLIC: tuple[str, ...] = get_args(SymbolicGrader)
 
 
 class AutoGrader(Grader):

@@ -18,6 +18,7 @@ from mafine.grading.registry import GRADERS
 from mafine.schema import MUTABLE, describe_validation_error
 
 FallbackRule = Literal["final_answer", "last_number"]
+SymbolicGrader = Literal["sympy", "math_verify"]  # what auto asks about non-numbers
 
 
 class GradingConfig(BaseModel):
@@ -44,7 +45,7 @@ class GradingConfig(BaseModel):
         "detect",
         description="auto only: numeric (DeepMind, GSM8K), latex (MATH), or detect per answer",
     )
-    auto_symbolic: Literal["sympy", "math_verify"] = Field(
+    auto_symbolic: SymbolicGrader = Field(
         "sympy",
         description="auto only: the grader for answers that are not plain numbers (the other "
         "one, when installed, judges what it cannot)",
