@@ -17,8 +17,8 @@ import typer
 if TYPE_CHECKING:
     from mafine.config import Config
     from mafine.grading.settings import GradingConfig
-    from mafine.pipeline import Session
     from mafine.rundir import RunDir
+    from mafine.stages.session import Session
 
 app = typer.Typer(
     name="mafine",
@@ -80,7 +80,7 @@ def _with_session(
     overrides: list[str] | None,
     work: Callable[[Session], Coroutine[Any, Any, Any]],
 ) -> Any:
-    from mafine.pipeline import open_session
+    from mafine.stages.session import open_session
 
     def in_run(run: RunDir) -> Any:
         async def main() -> Any:
@@ -108,11 +108,11 @@ def debate(
     split: Annotated[str, typer.Option(help="train or eval.")] = "train",
 ) -> None:
     """Debate a split: train with the previous iteration's models, eval with this one's."""
-    from mafine.pipeline import debate_stage
+    from mafine.stages.debate import debate_split
 
     if split not in ("train", "eval"):
         _fail(f"--split must be train or eval, not {split!r}", 2)
-    _with_session(config, set_, lambda session: debate_stage(session, iteration, split))
+    _with_session(config, set_, lambda session: debate_split(session, iteration, split))
 
 
 @app.command("build-sft")
@@ -127,9 +127,11 @@ def build_sft(config: ConfigArg, set_: SetOption = None, iteration: IterationOpt
 @app.command()
 def finetune(config: ConfigArg, set_: SetOption = None, iteration: IterationOption = 1) -> None:
     """Tune every agent model with data (one job each); reruns poll, never resubmit."""
-    from mafine.pipeline import finetune_stage
+    from mafine.stages.finetune import finetune as run_finetune
 
-    _with_session(config, set_, lambda session: finetune_stage(session, iteration))
+    _with_session(
+        config, set_, lambda session: run_finetune(session.run, session.provider, iteration)
+    )
 
 
 @app.command()
@@ -163,8 +165,8 @@ def evaluate(
 
     def regrade_run(run: RunDir) -> None:
         from mafine.grading import get_grader
-        from mafine.pipeline import variant_runs
         from mafine.stages.evaluate import regrade as regrade_results
+        from mafine.stages.session import variant_runs
 
         grading = _grading(run.config.grading, grader)
         with get_grader(grading) as chosen, variant_runs(run) as variants:

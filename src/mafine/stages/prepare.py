@@ -13,9 +13,8 @@ from mafine.errors import MafineError
 from mafine.jsonl import read_rows, write_rows
 from mafine.registry import resolve
 from mafine.rundir import RunDir
+from mafine.stages.stage import prepare_stage
 from mafine.ui import console
-
-SPLITS = ("train", "eval")
 
 
 def normalize_question(text: str) -> str:
@@ -24,10 +23,9 @@ def normalize_question(text: str) -> str:
 
 def prepare(run: RunDir) -> None:
     config = run.config
-    if prepared(run):
-        console.print("prepare: problems already drawn, skipped")
+    if prepare_stage(run).skip("problems already drawn"):
         return
-    with run.stage("prepare"):
+    with prepare_stage(run).record():
         train, evaluation = draw_problems(config)
         write_rows(run.problems("eval"), evaluation)
         write_rows(run.problems("train"), train)
@@ -38,9 +36,7 @@ def prepare(run: RunDir) -> None:
 
 
 def prepared(run: RunDir) -> bool:
-    return run.stage_status("prepare") == "done" and all(
-        run.problems(split).exists() for split in SPLITS
-    )
+    return prepare_stage(run).done()
 
 
 def load_problems(run: RunDir, split: str) -> list[Problem]:
