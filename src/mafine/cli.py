@@ -7,10 +7,9 @@ Heavy packages (google-genai, datasets, torch) are imported inside the commands,
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -33,7 +32,7 @@ ConfigArg = Annotated[
     Path, typer.Argument(help="The experiment's YAML config.", show_default=False)
 ]
 SetOption = Annotated[
-    Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+    list[str] | None,
     typer.Option("--set", help="Override a config value: key.path=value (repeatable)."),
 ]
 IterationOption = Annotated[int, typer.Option("--iteration", "-i", help="Iteration (1-based).")]
@@ -150,7 +149,7 @@ def evaluate(
         ),
     ] = False,
     grader: Annotated[
-        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
+        str | None,
         typer.Option(help="Grader for --regrade: string, numeric, sympy, math_verify, auto."),
     ] = None,
 ) -> None:
@@ -188,14 +187,14 @@ def grade(
         str, typer.Option(help="string, numeric, sympy, math_verify or auto.")
     ] = "string",
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option("--output", "-o", help="Write one graded row per input row, in order."),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the tie-breaks when re-voting transcripts (the run's).")
     ] = 0,
     fallback: Annotated[
-        Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+        list[str] | None,
         typer.Option(
             help="Rule tried when a response has no boxed answer: final_answer or last_number."
         ),
@@ -250,7 +249,7 @@ def report(
         typer.Argument(help="Run directories (or their metrics.json).", show_default=False),
     ],
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option(
             "--output",
             "-o",
@@ -282,16 +281,16 @@ def report(
 def sweep(
     config: ConfigArg,
     grid: Annotated[
-        Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+        list[str] | None,
         typer.Option("--grid", help="A swept key and its values: key.path=v1,v2 (repeatable)."),
     ] = None,
     seeds: Annotated[
-        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
+        str | None,
         typer.Option("--seeds", help="Seeds to run every point with, e.g. 0,1,2."),
     ] = None,
     set_: SetOption = None,
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option(
             "--output", "-o", help="Comparison markdown [default: RUN_DIR/sweep/comparison.md]."
         ),
@@ -372,7 +371,7 @@ def fake_gemini(
         bool, typer.Option(help="Answer every generation with a per-day quota 429.")
     ] = False,
     requests_per_minute: Annotated[
-        Optional[int],  # noqa: UP045 - typer reads this annotation at runtime
+        int | None,
         typer.Option(help="Answer 429 past this many generations in 60 s."),
     ] = None,
 ) -> None:
@@ -406,11 +405,3 @@ def fake_gemini(
         fake.serve_forever()
 
     _guarded(body)
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -57,14 +57,14 @@ def draw_problems(config: Config) -> tuple[list[Problem], list[Problem]]:
     data = config.data
     seen: set[str] = set()
     eval_source = data.eval_source or data.source
-    evaluation_records = _draw(_candidates(eval_source, config.seed), data.eval_size, seen)
+    evaluation_records = _draw(source_records(eval_source, config.seed), data.eval_size, seen)
     if len(evaluation_records) < data.eval_size:
         raise MafineError(
             f"{source_name(eval_source)} has {len(evaluation_records)} distinct problems; "
             f"data.eval_size asks for {data.eval_size}"
         )
     # From one source, train is the same seeded stream without the eval questions.
-    train_records = _draw(_candidates(data.source, config.seed), data.train_size, seen)
+    train_records = _draw(source_records(data.source, config.seed), data.train_size, seen)
     if len(train_records) < data.train_size:
         raise MafineError(
             f"{source_name(data.source)} has {len(train_records)} distinct problems left after "
@@ -109,7 +109,7 @@ def source_name(source: SourceSettings) -> str:
     return resolve(SOURCES.get(source.kind).describe)(source)
 
 
-def _candidates(source: SourceSettings, seed: int) -> Iterator[Record]:
+def source_records(source: SourceSettings, seed: int) -> Iterator[Record]:
     """The source's records in its seeded order (read by the reader its kind registers)."""
     return resolve(SOURCES.get(source.kind).records)(source, seed)
 
