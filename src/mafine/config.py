@@ -142,6 +142,18 @@ class Config(Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
 
+    @model_validator(mode="after")
+    def _provider_can(self) -> Config:
+        """What the config asks of the provider that it declares it cannot do, refused now."""
+        embedder = self.evaluation.embedder
+        wants_client = embedder == "gemini" or embedder.startswith("gemini:")
+        if wants_client and not self.provider.capabilities.embedding:
+            raise ValueError(
+                f"evaluation.embedder {embedder} needs a provider with a Gemini client; "
+                f"provider {self.provider.name} has none"
+            )
+        return self
+
 
 # Keys that may change between invocations on one run directory: they change how a run
 # proceeds, never what it produces (more iterations extend a run; limits pace it).

@@ -212,8 +212,15 @@ class ProviderConfig(Strict):
         return self.entry.capabilities(self)
 
     def settings_of(self, name: str) -> Any:
-        """The `provider.<name>` section of a registered provider with its own settings."""
-        return getattr(self, name)
+        """The `provider.<name>` section of a registered provider with its own settings (its
+        defaults when the config leaves it out)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        given = (self.__pydantic_extra__ or {}).get(name)
+        if given is not None:
+            return given
+        settings = PROVIDERS.get(name).settings
+        return settings() if settings is not None else None
 
 
 PROVIDERS.register(
@@ -236,6 +243,9 @@ PROVIDERS.register(
         ),
         priced=True,
         help="Google Gemini, through the Gemini API or Vertex AI",
+        tuning_hint="Gemini tuning runs on Vertex AI only: set provider.gemini.vertex=true with "
+        "a project and provider.gemini.tuning_bucket, or use provider.name=local to tune an "
+        "open model",
     )
 )
 PROVIDERS.register(
