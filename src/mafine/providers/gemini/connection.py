@@ -50,11 +50,20 @@ def resolve_connection(config: ProviderOptions) -> Connection:
 
 
 def make_client(connection: Connection, timeout_s: float) -> Any:
-    """A google-genai client for the connection."""
+    """A google-genai client for the connection.
+
+    Its async transport is aiohttp when that can be imported (as in Colab), else httpx
+    (google-genai 3.x, `BaseApiClient._use_aiohttp`). `attempts=1` leaves every retry to
+    mafine's loop: without retry options the SDK's aiohttp path sleeps 1-10 s and retries a
+    dropped connection once on its own, unseen by the pacer and the retry budget."""
     from google import genai
     from google.genai import types
 
-    http_options = types.HttpOptions(base_url=connection.base_url, timeout=int(timeout_s * 1000))
+    http_options = types.HttpOptions(
+        base_url=connection.base_url,
+        timeout=int(timeout_s * 1000),
+        retry_options=types.HttpRetryOptions(attempts=1),
+    )
     if connection.vertex:
         return genai.Client(
             vertexai=True,
