@@ -21,7 +21,7 @@ from google.genai import errors, types
 
 from mafine.config import FakeSettings
 from mafine.prompts import DEBATE_WITH_RESPONSES, DEBATE_WITH_SUMMARY, QUESTION, SUMMARIZE
-from mafine.providers.fake_gemini import FAKE_LOCATION, FAKE_PROJECT, FakeGemini, behaviour, server
+from mafine.providers.fake_gemini import FAKE_LOCATION, FAKE_PROJECT, FakeGemini, behaviour, storage
 from mafine.providers.fake_gemini.solver import parse_number, solve_text
 
 MODEL = "gemini-3-flash"
@@ -321,8 +321,8 @@ def test_crc32c_fallback_matches_reference():
     data = bytes(range(256)) * 40
     crc = 0xFFFFFFFF
     for byte in data:
-        crc = server._CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    assert crc ^ 0xFFFFFFFF == google_crc32c.value(data) == server._crc32c(data)
+        crc = storage._CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    assert crc ^ 0xFFFFFFFF == google_crc32c.value(data) == storage._crc32c(data)
 
 
 # ---- tuning ----------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_a_failed_job_is_not_reused(tmp_path):
     with FakeGemini(FakeSettings()) as fake:
         provider = vertex(fake)
         first = provider.start_tuning(spec(tmp_path))
-        fake._jobs[int(first.rsplit("/", 1)[1])].state = "JOB_STATE_FAILED"
+        fake.tuning.jobs[int(first.rsplit("/", 1)[1])].state = "JOB_STATE_FAILED"
         assert provider.start_tuning(spec(tmp_path)) != first
 
 

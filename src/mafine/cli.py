@@ -358,12 +358,12 @@ def fake_gemini(
         float, typer.Option(help="Share of generation attempts answered with a fault.")
     ] = 0.0,
     fault_kinds: Annotated[
-        str,
+        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
         typer.Option(
-            help="Comma-separated faults to draw from: rate_limit, server_error, "
-            "unavailable, hang, drop, empty, safety, malformed."
+            help="Comma-separated faults to draw from (default: every kind; a wrong name "
+            "lists them)."
         ),
-    ] = "rate_limit,server_error,unavailable,hang,drop,empty,safety,malformed",
+    ] = None,
     retry_delay: Annotated[float, typer.Option(help="RetryInfo delay of injected 429s.")] = 1.0,
     hang: Annotated[float, typer.Option(help="Seconds an injected hang lasts.")] = 30.0,
     daily_quota: Annotated[
@@ -385,12 +385,15 @@ def fake_gemini(
         from mafine.ui import console
 
         try:
+            kinds = {}
+            if fault_kinds is not None:
+                kinds["fault_kinds"] = [k.strip() for k in fault_kinds.split(",") if k.strip()]
             settings = FakeSettings(
+                **kinds,
                 error_rate=error_rate,
                 adopt_majority=adopt_majority,
                 latency_s=latency,
                 fault_rate=fault_rate,
-                fault_kinds=[k.strip() for k in fault_kinds.split(",") if k.strip()],
                 retry_delay_s=retry_delay,
                 hang_s=hang,
                 daily_quota=daily_quota,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mafine import prompts
 from mafine.errors import MafineError
 from mafine.grading.settings import GradingConfig
+from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.gemini.settings import GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 
@@ -195,47 +196,6 @@ class EvaluationConfig(Strict):
     diversity_round: int = Field(1, ge=1, description="debate round the diversity metrics read")
     likelihood: bool = Field(
         True, description="likelihood diversity (NLL, KL) where the provider scores text (local)"
-    )
-
-
-class FakeSettings(Strict):
-    """Behaviour of the offline fake Gemini (see `mafine fake-gemini`)."""
-
-    error_rate: float = Field(0.25, ge=0.0, le=1.0)
-    adopt_majority: float = Field(0.8, ge=0.0, le=1.0)
-    tuning_polls: int = Field(1, ge=0, description="polls before a fake tuning job finishes")
-    models: list[str] = Field(
-        default_factory=lambda: [
-            "gemini-3.1-flash-lite",
-            "gemini-3.5-flash-lite",
-            "gemini-3.5-flash",
-        ],
-        description="base models the fake serves; others answer 404 like a retired model",
-    )
-    batch_polls: int = Field(1, ge=0, description="polls before a fake batch job finishes")
-    # Latency and fault injection (all deterministic per request and attempt).
-    latency_s: float = Field(0.0, ge=0.0, description="added to every generation request")
-    fault_rate: float = Field(
-        0.0, ge=0.0, le=1.0, description="share of generation attempts answered with a fault"
-    )
-    fault_kinds: list[
-        Literal[
-            "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety",
-            "malformed",
-        ]
-    ] = Field(
-        default_factory=lambda: [
-            "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety",
-            "malformed",
-        ],
-        description="faults drawn from (uniformly) when an attempt is faulty",
-    )  # fmt: skip
-    fault_seed: int = Field(0, description="seeds the draw of faulty attempts")
-    retry_delay_s: float = Field(1.0, ge=0.0, description="RetryInfo delay of an injected 429")
-    hang_s: float = Field(30.0, ge=0.0, description="how long an injected hang lasts")
-    daily_quota: bool = Field(False, description="answer every generation with a per-day 429")
-    requests_per_minute: int | None = Field(
-        None, ge=1, description="server-side limit: 429 past this many requests in 60 s"
     )
 
 

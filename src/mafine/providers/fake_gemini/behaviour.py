@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from mafine.config import FakeSettings
+from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.fake_gemini.solver import Solution, parse_number, solve_text, wrong_answer
 
 Turn = tuple[str, str]  # (role, text)
