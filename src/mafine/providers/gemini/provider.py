@@ -21,12 +21,47 @@ from mafine.errors import MafineError, QuotaExhausted
 from mafine.providers.base import GenerationRequest
 from mafine.providers.gemini import errors, generation
 from mafine.providers.gemini.connection import Connection, make_client
+from mafine.providers.gemini.models import location_in_name
 from mafine.providers.gemini.options import ProviderOptions
 from mafine.providers.gemini.tuning import VertexTuning
 from mafine.providers.limits import Pacer, resolve_limits
 from mafine.providers.retry import AskAgain, Retrier, RetryPolicy, Tries
 
 NOTICE_EVERY_S = 15.0
+MIN_RESPONSES_TO_WARN = 20
+
+
+class FinishTally:
+    """How many responses ended at the token cap, and a warning when too many did: with
+    thinking on, thinking tokens count against `max_output_tokens` and can leave no answer."""
+
+    def __init__(self, warn_share: float) -> None:
+        self.warn_share = warn_share
+        self.responses = 0
+        self.max_tokens = 0
+        self.empty = 0
+        self.thoughts_tokens = 0
+
+    def add(self, completion: Completion) -> str | None:
+        """Count a response; a warning text once the share at the cap is too high."""
+        self.responses += 1
+        self.thoughts_tokens += completion.usage.thoughts_tokens
+        if completion.finish_reason == "MAX_TOKENS":
+            self.max_tokens += 1
+            self.empty += not completion.text.strip()
+        if self.responses < MIN_RESPONSES_TO_WARN or self.share <= self.warn_share:
+            return None
+        return (
+            f"{self.share:.0%} of {self.responses} responses ended at "
+            f"sampling.max_output_tokens ({self.empty} with no text; "
+            f"{self.thoughts_tokens / self.responses:.0f} thinking tokens a response): raise "
+            "sampling.max_output_tokens or lower provider.gemini.thinking_level / "
+            "thinking_budget"
+        )
+
+    @property
+    def share(self) -> float:
+        return self.max_tokens / self.responses if self.responses else 0.0
 
 
 class GeminiProvider(VertexTuning):
@@ -45,13 +80,34 @@ class GeminiProvider(VertexTuning):
         self.pacer = Pacer(resolve_limits(config.gemini, use_tier=pace_by_tier))
         self.retrier = Retrier(RetryPolicy.of(config.gemini), self.pacer, "gemini", self._notice)
         self.retries = self.retrier.counts
+        self.thinking = generation.thinking(config.model, config.gemini)
+        self.finishes = FinishTally(config.gemini.max_tokens_warn_share)
         self._stopped: QuotaExhausted | None = None
         self._noticed: dict[str, float] = {}
         self._client = make_client(connection, config.timeout_s)
+        self._clients = {connection.location: self._client}
 
     @property
     def client(self) -> Any:
+        """The client for base models (at `location` on Vertex AI)."""
         return self._client
+
+    @property
+    def _tuning_client(self) -> Any:
+        return self.client_for_location(self._connection.tuning_location)
+
+    def client_for(self, model: str) -> Any:
+        """The client that serves `model`: a tuned model's own region (its endpoint lives
+        there), else the base models' location."""
+        location = location_in_name(model) if self._connection.vertex else None
+        return self.client_for_location(location or self._connection.location)
+
+    def client_for_location(self, location: str) -> Any:
+        if not self._connection.vertex:
+            return self._client
+        if location not in self._clients:
+            self._clients[location] = make_client(self._connection, self.config.timeout_s, location)
+        return self._clients[location]
 
     @property
     def vertex(self) -> bool:
@@ -62,7 +118,11 @@ class GeminiProvider(VertexTuning):
         return generation.contents(request)
 
     def generation_config(self, request: GenerationRequest) -> Any:
-        return generation.generation_config(request)
+        return generation.generation_config(request, self.thinking)
+
+    def rest_request(self, request: GenerationRequest) -> dict[str, Any]:
+        """The request as REST JSON (a Vertex batch input line), thinking included."""
+        return generation.rest_request(request, self.thinking)
 
     async def generate(self, request: GenerationRequest) -> Completion:
         if self._stopped is not None:
@@ -72,7 +132,7 @@ class GeminiProvider(VertexTuning):
         tries = Tries()
 
         async def attempt() -> Completion:
-            response = await self._client.aio.models.generate_content(
+            response = await self.client_for(request.model).aio.models.generate_content(
                 model=request.model, contents=contents, config=generation_config
             )
             completion = generation.completion_from_response(response)
@@ -82,9 +142,13 @@ class GeminiProvider(VertexTuning):
             return completion
 
         try:
-            return await self.retrier.run(attempt, tries, generation.estimate_tokens(request))
+            completion = await self.retrier.run(attempt, tries, generation.estimate_tokens(request))
         except Exception as exc:
             raise self.user_error(exc, request.model, tries) from None
+        warning = self.finishes.add(completion)
+        if warning:
+            self._notice("max_tokens", f"gemini: {warning}")
+        return completion
 
     def _backoff(self, attempt: int) -> float:
         return self.retrier.policy.backoff(attempt)
@@ -127,5 +191,6 @@ class GeminiProvider(VertexTuning):
             raise self.user_error(exc, model) from None
 
     async def aclose(self) -> None:
-        await self._client.aio.aclose()
-        self._client.close()
+        for client in self._clients.values():
+            await client.aio.aclose()
+            client.close()

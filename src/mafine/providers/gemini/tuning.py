@@ -25,10 +25,10 @@ ENDED_BADLY = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_E
 
 
 class VertexTuning:
-    """The tuning half of GeminiProvider (a mixin): uses its `_client`, `_connection`,
+    """The tuning half of GeminiProvider (a mixin): uses its `_tuning_client`, `_connection`,
     `settings`, `_call` (a retried control-plane call), `_notice` and `redact`."""
 
-    _client: Any
+    _tuning_client: Any  # at the tuning location
     _connection: Any
     settings: Any
     _call: Callable[..., Any]
@@ -64,7 +64,7 @@ class VertexTuning:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=Warning)  # "tuning is experimental"
             job = self._call(
-                lambda: self._client.tunings.tune(
+                lambda: self._tuning_client.tunings.tune(
                     base_model=spec.start_checkpoint,
                     training_dataset=types.TuningDataset(gcs_uri=uri),
                     config=types.CreateTuningJobConfig(
@@ -82,7 +82,7 @@ class VertexTuning:
     def _find_tuning_job(self, display: str, pages: int = 5) -> str | None:
         """The newest job with this display name that did not fail, from the first pages."""
         found: list[Any] = []
-        pager = self._call(lambda: self._client.tunings.list(config={"page_size": 100}), "")
+        pager = self._call(lambda: self._tuning_client.tunings.list(config={"page_size": 100}), "")
         for _ in range(pages):
             found += [
                 job
@@ -99,7 +99,7 @@ class VertexTuning:
         return str(found[0].name)
 
     def poll_tuning(self, job_name: str) -> TuningStatus:
-        job = self._call(lambda: self._client.tunings.get(name=job_name), job_name)
+        job = self._call(lambda: self._tuning_client.tunings.get(name=job_name), job_name)
         state = job.state.name if job.state else "JOB_STATE_PENDING"
         if state == "JOB_STATE_SUCCEEDED" and job.tuned_model:
             return TuningStatus(
