@@ -12,6 +12,7 @@ from mafine import prompts
 from mafine.errors import MafineError
 from mafine.grading.settings import GradingConfig
 from mafine.providers.fake_gemini.settings import FakeSettings
+from mafine.providers.gemini.settings import GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 
 
@@ -195,51 +196,6 @@ class EvaluationConfig(Strict):
     diversity_round: int = Field(1, ge=1, description="debate round the diversity metrics read")
     likelihood: bool = Field(
         True, description="likelihood diversity (NLL, KL) where the provider scores text (local)"
-    )
-
-
-class GeminiSettings(Strict):
-    api_key_env: str = Field("GEMINI_API_KEY", description="environment variable with the key")
-    vertex: bool = Field(False, description="use Vertex AI (needed for tuning)")
-    project: str | None = None
-    location: str = "us-central1"
-    base_url: str | None = Field(None, description="another endpoint, e.g. `mafine fake-gemini`")
-    tuning_bucket: str | None = Field(None, description="gs://bucket/prefix for tuning files")
-    # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
-    tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
-        "tier1", description="usage tier whose limits pace requests; none: no client-side pacing"
-    )
-    requests_per_minute: float | None = Field(
-        None, gt=0, description="client-side request limit (overrides the tier's)"
-    )
-    tokens_per_minute: float | None = Field(
-        None, gt=0, description="client-side input-token limit (overrides the tier's)"
-    )
-    max_attempts: int = Field(
-        8, ge=1, description="tries per request on 5xx, timeouts and dropped connections"
-    )
-    retry_initial_s: float = Field(1.0, gt=0, description="first backoff; doubles, with jitter")
-    retry_max_s: float = Field(60.0, gt=0, description="longest single backoff")
-    rate_limit_wait_s: float = Field(
-        900.0, gt=0, description="longest total wait on per-minute 429s for one request"
-    )
-    reask_blocked: int = Field(
-        2,
-        ge=0,
-        description="re-asks of a response with no text (blocked, no candidates) before it is "
-        "recorded as it is",
-    )
-    # Batch mode: half price, hours of latency.
-    batch: bool = Field(False, description="send requests as Gemini batch jobs (half price)")
-    batch_bucket: str | None = Field(
-        None, description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)"
-    )
-    batch_poll_s: float = Field(30.0, gt=0, description="seconds between batch job polls")
-    batch_window_s: float = Field(
-        1.0, gt=0, description="requests arriving within this quiet time share one batch job"
-    )
-    batch_max_requests: int = Field(
-        5000, ge=1, description="most requests in one batch job (and in flight in batch mode)"
     )
 
 
