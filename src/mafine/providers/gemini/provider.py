@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_att
 
 from mafine.artifacts import Completion
 from mafine.errors import MafineError, QuotaExhausted
-from mafine.providers.base import GenerationRequest
+from mafine.providers.base import Capabilities, GenerationRequest, ProviderBase
 from mafine.providers.gemini import errors, generation
 from mafine.providers.gemini.connection import Connection, make_client
 from mafine.providers.gemini.options import ProviderOptions
@@ -50,7 +50,7 @@ class _Tries:
     delay: float = 0.0  # the next wait on a 429
 
 
-class GeminiProvider(VertexTuning):
+class GeminiProvider(VertexTuning, ProviderBase):
     name = "gemini"
 
     def __init__(
@@ -71,6 +71,13 @@ class GeminiProvider(VertexTuning):
 
     @property
     def client(self) -> Any:
+        return self._client
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(tuning=self._connection.vertex, embedding=True)
+
+    def embedding_client(self) -> Any:
         return self._client
 
     @property
