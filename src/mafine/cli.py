@@ -373,6 +373,14 @@ def fake_gemini(
         Optional[int],  # noqa: UP045 - typer reads this annotation at runtime
         typer.Option(help="Answer 429 past this many generations in 60 s."),
     ] = None,
+    state_dir: Annotated[
+        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option(
+            help="Keep objects, tuning and batch jobs and tuned models here, so they outlive "
+            "the server (default: in memory only).",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the offline fake Gemini on loopback, for CI or demos of a `gemini` config."""
 
@@ -401,7 +409,7 @@ def fake_gemini(
             )
         except ValidationError as exc:
             raise MafineError(describe_validation_error(exc)) from None
-        fake = FakeGemini(settings, port=port).start()
+        fake = FakeGemini(settings, port=port, state_dir=state_dir).start()
         console.print(f"fake Gemini on {fake.url} (Ctrl-C stops it)", markup=False)
         fake.serve_forever()
 

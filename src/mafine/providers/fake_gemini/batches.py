@@ -8,6 +8,7 @@ https://cloud.google.com/vertex-ai/generative-ai/docs/multimodal/batch-predictio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from mafine.providers.fake_gemini.routing import (
     route,
 )
 from mafine.providers.fake_gemini.settings import FakeSettings
+from mafine.providers.fake_gemini.state import Collection
 from mafine.providers.fake_gemini.storage import Storage
 from mafine.providers.fake_gemini.tuning import TUNED_NAME, TunedModel, Tuning
 
@@ -81,14 +83,16 @@ class Batches:
         generation: Generation,
         tuning: Tuning,
         storage: Storage,
+        state: Collection,
     ) -> None:
         self._settings = settings
         self._generation = generation
         self._tuning = tuning
         self._storage = storage
+        self._state = state
         self._lock = threading.Lock()
-        self.jobs: dict[int, BatchJob] = {}
-        self._next = 1
+        self.jobs = {job.number: job for job in (BatchJob(**r) for r in state.records())}
+        self._next = 1 + max(self.jobs, default=0)
 
     # ---- Gemini API (API key) --------------------------------------------------------
     def create_api_key(self, request: Request, model: str) -> Reply:
@@ -104,6 +108,7 @@ class Batches:
                 raise FakeError(400, "every inlined request needs a request object")
             lines.append({"request": item["request"], "metadata": item.get("metadata")})
         job = self._new("mldev", f"models/{base}", batch.get("displayName"), lines)
+        self._save(job)
         return Reply.json(200, _mldev_resource(job))
 
     def get_api_key(self, request: Request, id: str) -> Reply:
@@ -149,6 +154,7 @@ class Batches:
         job.parent = f"projects/{project}/locations/{location}"
         job.input_config = input_config
         job.output_prefix = str(prefix).rstrip("/")
+        self._save(job)
         return Reply.json(200, _vertex_resource(job))
 
     def get_vertex(self, request: Request, project: str, location: str, id: str) -> Reply:
@@ -189,6 +195,7 @@ class Batches:
         if job.polls < self._settings().batch_polls:
             job.polls += 1
             job.state = "RUNNING"
+            self._save(job)
             return job
         results = []
         for line in job.requests:
@@ -206,7 +213,11 @@ class Batches:
         if job.backend == "vertex":
             self._write_predictions(job)
         job.state = "SUCCEEDED"
+        self._save(job)
         return job
+
+    def _save(self, job: BatchJob) -> None:
+        self._state.put(str(job.number), dataclasses.asdict(job))
 
     def _write_predictions(self, job: BatchJob) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +23,7 @@ from mafine.providers.fake_gemini.faults import Faults
 from mafine.providers.fake_gemini.generation import Generation
 from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, RouteTable, route
 from mafine.providers.fake_gemini.settings import FakeSettings
+from mafine.providers.fake_gemini.state import Collection, RequestLog, Served
 from mafine.providers.fake_gemini.storage import Storage
 from mafine.providers.fake_gemini.tuning import Tuning
 
@@ -46,8 +48,17 @@ class FakeGemini:
         route("POST", r"/_fake/reset", "reset", "_route_reset"),
     ]
 
-    def __init__(self, settings: FakeSettings, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        settings: FakeSettings,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_dir: Path | None = None,
+    ) -> None:
+        """`state_dir`: where objects, jobs and tuned models outlive this process (see
+        `state`); None keeps everything in memory."""
         self.settings = settings
+        self.state_dir = state_dir
         self.host = host
         self.port = port
         self.url = ""
@@ -62,11 +73,18 @@ class FakeGemini:
         def current_settings() -> FakeSettings:  # a test may swap `self.settings`
             return self.settings
 
+        self._served = RequestLog(state_dir)
         self.faults = Faults(current_settings, self._stopping)
-        self.storage = Storage(lambda: self.url)
-        self.tuning = Tuning(current_settings, self.storage.read)
+        self.storage = Storage(lambda: self.url, Collection(state_dir, "objects"))
+        self.tuning = Tuning(current_settings, self.storage.read, Collection(state_dir, "tuning"))
         self.generation = Generation(current_settings, self.tuning, self._count_key)
-        self.batches = Batches(current_settings, self.generation, self.tuning, self.storage)
+        self.batches = Batches(
+            current_settings,
+            self.generation,
+            self.tuning,
+            self.storage,
+            Collection(state_dir, "batches"),
+        )
         self._routes = RouteTable([self, self.generation, self.tuning, self.batches, self.storage])
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -98,6 +116,7 @@ class FakeGemini:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._served.close()
 
     def __enter__(self) -> FakeGemini:
         return self.start()
@@ -117,7 +136,19 @@ class FakeGemini:
             self.stop()
 
     # ---- statistics ------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def stats(self, cumulative: bool = False) -> dict[str, Any]:
+        """Requests served, by kind, and how often each generation (path and body) arrived:
+        by this server since it started (or was reset), or with `cumulative` by every
+        server that used its state directory (`GET /_fake/stats?cumulative=true`)."""
+        if cumulative and self.state_dir is not None:
+            by_kind: dict[str, int] = {}
+            keys: dict[str, int] = {}
+            for served in self._served.served():
+                if served.kind is not None:
+                    by_kind[served.kind] = by_kind.get(served.kind, 0) + 1
+                if served.key is not None:
+                    keys[served.key] = keys.get(served.key, 0) + 1
+            return {"requests": sum(by_kind.values()), "by_kind": by_kind, "generate_keys": keys}
         with self._lock:
             return {
                 "requests": self._requests,
@@ -144,10 +175,12 @@ class FakeGemini:
         with self._lock:
             self._requests += 1
             self._by_kind[kind] = self._by_kind.get(kind, 0) + 1
+            self._served.append(Served(kind=kind))
 
     def _count_key(self, key: str) -> None:
         with self._lock:
             self._generate_keys[key] = self._generate_keys.get(key, 0) + 1
+            self._served.append(Served(key=key))
 
     # ---- the single dispatch point ---------------------------------------------------
     def _dispatch(self, request: Request) -> Reply:
@@ -173,7 +206,8 @@ class FakeGemini:
 
     # ---- fake-only endpoints ---------------------------------------------------------
     def _route_stats(self, request: Request) -> Reply:
-        return Reply.json(200, self.stats())
+        cumulative = request.query.get("cumulative", "").lower() in ("1", "true")
+        return Reply.json(200, self.stats(cumulative=cumulative))
 
     def _route_reset(self, request: Request) -> Reply:
         self.reset_stats()

@@ -27,6 +27,7 @@ from mafine.providers.fake_gemini.routing import (
     now,
     route,
 )
+from mafine.providers.fake_gemini.state import Collection
 
 
 class Storage:
@@ -45,12 +46,20 @@ class Storage:
         route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", "bucket_get", "get_bucket"),
     ]
 
-    def __init__(self, url: Callable[[], str]) -> None:
+    def __init__(self, url: Callable[[], str], state: Collection) -> None:
         self._url = url  # the server's base URL, known once it is bound
+        self._state = state
         self._lock = threading.Lock()
+        # Resources are kept without their links: those name the server's URL, which a
+        # later process serving the same state directory does not share.
         self._objects: dict[str, tuple[bytes, dict[str, Any]]] = {}
-        self._uploads: dict[str, dict[str, Any]] = {}
-        self._generation = 1
+        self._uploads: dict[str, dict[str, Any]] = {}  # unfinished: not kept across processes
+        for record in state.records():
+            resource = record["resource"]
+            self._objects[record["uri"]] = (base64.b64decode(record["data"]), resource)
+        self._generation = 1 + max(
+            (int(resource["generation"]) for _, resource in self._objects.values()), default=0
+        )
 
     def read(self, uri: str) -> bytes | None:
         """The stored bytes of `gs://bucket/name`, or None."""
@@ -60,7 +69,6 @@ class Storage:
 
     def store(self, bucket: str, name: str, data: bytes, content_type: str) -> dict[str, Any]:
         """Store an object and return its metadata resource."""
-        url = self._url()
         with self._lock:
             generation = self._generation
             self._generation += 1
@@ -68,9 +76,6 @@ class Storage:
             resource = {
                 "kind": "storage#object",
                 "id": f"{bucket}/{name}/{generation}",
-                "selfLink": f"{url}/storage/v1/b/{bucket}/o/{quote(name, safe='')}",
-                "mediaLink": f"{url}/download/storage/v1/b/{bucket}/o/"
-                f"{quote(name, safe='')}?generation={generation}&alt=media",
                 "name": name,
                 "bucket": bucket,
                 "generation": str(generation),
@@ -84,8 +89,22 @@ class Storage:
                 "timeCreated": stamp,
                 "updated": stamp,
             }
-            self._objects[f"gs://{bucket}/{name}"] = (data, resource)
-        return resource
+            uri = f"gs://{bucket}/{name}"
+            self._objects[uri] = (data, resource)
+            record = {"uri": uri, "resource": resource, "data": base64.b64encode(data).decode()}
+            self._state.put(uri, record)
+        return self._linked(resource)
+
+    def _linked(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """The resource with its links, which name this server."""
+        url, bucket, generation = self._url(), resource["bucket"], resource["generation"]
+        name = quote(resource["name"], safe="")
+        return {
+            **resource,
+            "selfLink": f"{url}/storage/v1/b/{bucket}/o/{name}",
+            "mediaLink": f"{url}/download/storage/v1/b/{bucket}/o/{name}"
+            f"?generation={generation}&alt=media",
+        }
 
     # ---- routes ----------------------------------------------------------------------
     def upload(self, request: Request, bucket: str) -> Reply:
@@ -170,13 +189,13 @@ class Storage:
                 "x-goog-generation": resource["generation"],
             }
             return Reply(200, data, headers)
-        return Reply.json(200, resource)
+        return Reply.json(200, self._linked(resource))
 
     def list_objects(self, request: Request, bucket: str) -> Reply:
         prefix = request.query.get("prefix", "")
         with self._lock:
             items = [
-                resource
+                self._linked(resource)
                 for uri, (_, resource) in sorted(self._objects.items())
                 if uri.startswith(f"gs://{bucket}/") and resource["name"].startswith(prefix)
             ]

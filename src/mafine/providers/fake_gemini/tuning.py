@@ -7,6 +7,7 @@ A finished job names its tuned model both as a model resource and as the endpoin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -29,6 +30,7 @@ from mafine.providers.fake_gemini.routing import (
     route,
 )
 from mafine.providers.fake_gemini.settings import FakeSettings
+from mafine.providers.fake_gemini.state import Collection
 
 TUNED_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/(?:models|endpoints)/(\d+)")
 
@@ -55,7 +57,12 @@ class TuningJob:
     pre_tuned: str | None
     polls: int = 0
     state: str = "JOB_STATE_PENDING"
-    tuned: TunedModel | None = None
+
+    def tuned(self) -> TunedModel | None:
+        """The model a succeeded job made (numbered like the job)."""
+        if self.state != "JOB_STATE_SUCCEEDED" or self.memory is None:
+            return None
+        return TunedModel(self.number, self.base_model, self.memory)
 
 
 class Tuning:
@@ -74,14 +81,18 @@ class Tuning:
     ]
 
     def __init__(
-        self, settings: Callable[[], FakeSettings], read_object: Callable[[str], bytes | None]
+        self,
+        settings: Callable[[], FakeSettings],
+        read_object: Callable[[str], bytes | None],
+        state: Collection,
     ) -> None:
         self._settings = settings
         self._read_object = read_object
+        self._state = state
         self._lock = threading.Lock()
-        self.jobs: dict[int, TuningJob] = {}
-        self._models: dict[int, TunedModel] = {}
-        self._next_job = 1
+        self.jobs = {job.number: job for job in (TuningJob(**r) for r in state.records())}
+        self._models = {n: model for n, job in self.jobs.items() if (model := job.tuned())}
+        self._next_job = 1 + max(self.jobs, default=0)
 
     def model(self, number: int) -> TunedModel | None:
         with self._lock:
@@ -132,6 +143,7 @@ class Tuning:
                 pre_tuned=str(pre) if pre else None,
             )
             self.jobs[number] = job
+            self._save(job)
             return Reply.json(200, _resource(job, body))
 
     def get_job(self, request: Request, project: str, location: str, id: str) -> Reply:
@@ -147,10 +159,11 @@ class Tuning:
                     job.polls += 1
                     job.state = "JOB_STATE_RUNNING"
                 else:
-                    assert job.memory is not None
-                    job.tuned = TunedModel(job.number, job.base_model, job.memory)
-                    self._models[job.number] = job.tuned
                     job.state = "JOB_STATE_SUCCEEDED"
+                    tuned = job.tuned()
+                    assert tuned is not None  # a job without an error has its memory
+                    self._models[job.number] = tuned
+                self._save(job)
             return Reply.json(200, _resource(job))
 
     def cancel_job(self, request: Request, project: str, location: str, id: str) -> Reply:
@@ -161,6 +174,7 @@ class Tuning:
                 raise FakeError(404, f"tuning job {id} not found")
             if job.state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
                 job.state = "JOB_STATE_CANCELLED"
+                self._save(job)
             return Reply.json(200, {})
 
     def list_jobs(self, request: Request, project: str, location: str) -> Reply:
@@ -178,6 +192,9 @@ class Tuning:
         if start + size < len(jobs):
             payload["nextPageToken"] = str(start + size)
         return Reply.json(200, payload)
+
+    def _save(self, job: TuningJob) -> None:
+        self._state.put(str(job.number), dataclasses.asdict(job))
 
     def _read_training(self, uri: str) -> tuple[dict[str, str] | None, str | None]:
         """(memory of the training conversations, None) or (None, why the job fails)."""

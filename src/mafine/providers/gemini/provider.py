@@ -18,7 +18,7 @@ from typing import Any
 
 from mafine.artifacts import Completion
 from mafine.errors import MafineError, QuotaExhausted
-from mafine.providers.base import GenerationRequest
+from mafine.providers.base import Capabilities, GenerationRequest, ProviderBase
 from mafine.providers.gemini import errors, generation
 from mafine.providers.gemini.connection import Connection, make_client
 from mafine.providers.gemini.models import location_in_name
@@ -64,7 +64,7 @@ class FinishTally:
         return self.max_tokens / self.responses if self.responses else 0.0
 
 
-class GeminiProvider(VertexTuning):
+class GeminiProvider(VertexTuning, ProviderBase):
     name = "gemini"
 
     def __init__(
@@ -108,6 +108,13 @@ class GeminiProvider(VertexTuning):
         if location not in self._clients:
             self._clients[location] = make_client(self._connection, self.config.timeout_s, location)
         return self._clients[location]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(tuning=self._connection.vertex, embedding=True)
+
+    def embedding_client(self) -> Any:
+        return self._client
 
     @property
     def vertex(self) -> bool:
