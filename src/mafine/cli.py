@@ -346,6 +346,25 @@ def estimate(
     _guarded(body)
 
 
+@app.command()
+def check(config: ConfigArg, set_: SetOption = None) -> None:
+    """Prove a Gemini setup with the fewest, cheapest real calls, then print the estimate."""
+
+    def body() -> None:
+        from mafine.check import check as run_check
+        from mafine.check import render
+        from mafine.ui import console
+
+        loaded = _load(config, set_)
+        report = run_check(loaded)
+        for renderable in render(report, loaded):
+            console.print(renderable, soft_wrap=True)
+        if not report.ok:
+            raise typer.Exit(1)
+
+    _guarded(body)
+
+
 @app.command("fake-gemini")
 def fake_gemini(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,

@@ -1,5 +1,5 @@
 """generateContent and streamGenerateContent: on base models (API key or Vertex AI) and on
-tuned models (Vertex `endpoints/N` or `models/N`); models.get on Vertex base models.
+tuned models (Vertex `endpoints/N` or `models/N`); countTokens on base models.
 
 Every answer is a pure function of the model and the request body (see `behaviour`); the
 thinking config changes the thinking tokens and what fits under `maxOutputTokens`, never the
@@ -63,11 +63,12 @@ class Generation:
             "generate",
             "tuned",
         ),
+        route("POST", rf"{VERSION}/models/(?P<model>[^/:]+):countTokens", "count", "count_api_key"),
         route(
-            "GET",
-            rf"{VERSION}{PARENT}/publishers/google/models/(?P<model>[^/:]+)",
-            "get_model",
-            "get_vertex_model",
+            "POST",
+            rf"{VERSION}{PARENT}/publishers/google/models/(?P<model>[^/:]+):countTokens",
+            "count",
+            "count_vertex",
         ),
     ]
 
@@ -95,11 +96,22 @@ class Generation:
         require_auth(request)
         return self._generate(request, self.vertex_model(project, location, model), None)
 
-    def get_vertex_model(self, request: Request, project: str, location: str, model: str) -> Reply:
-        """A publisher model (the cheapest proof that a location serves it: no tokens)."""
+    # countTokens is free and answers per model and location: the cheapest proof that a key
+    # works and a location serves a model (https://ai.google.dev/api/tokens,
+    # https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/count-tokens).
+    def count_api_key(self, request: Request, model: str) -> Reply:
+        require_api_key(request)
+        refused = self._refuse_key(request)
+        if refused is not None:
+            return refused
+        self.base_model(model)
+        return Reply.json(200, {"totalTokens": _count(json_body(request))})
+
+    def count_vertex(self, request: Request, project: str, location: str, model: str) -> Reply:
         require_auth(request)
-        name = self.vertex_model(project, location, model)
-        return Reply.json(200, {"name": f"publishers/google/models/{name}", "versionId": "001"})
+        self.vertex_model(project, location, model)
+        body = json_body(request)
+        return Reply.json(200, {"totalTokens": _count(body), "totalBillableCharacters": 0})
 
     def _refuse_key(self, request: Request) -> Reply | None:
         """The Gemini API's answer to a key it does not know: 400 INVALID_ARGUMENT with an
@@ -221,6 +233,11 @@ class Generation:
             "usageMetadata": usage,
             "modelVersion": base,
         }
+
+
+def _count(body: dict[str, Any]) -> int:
+    """Tokens of a countTokens body: words, as the fake counts them everywhere."""
+    return sum(len(text.split()) for _, text in behaviour.conversation(body))
 
 
 def thinking_tokens(model: str, body: dict[str, Any]) -> int:

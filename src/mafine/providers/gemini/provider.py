@@ -120,6 +120,10 @@ class GeminiProvider(VertexTuning, ProviderBase):
     def vertex(self) -> bool:
         return self._connection.vertex
 
+    @property
+    def connection(self) -> Connection:
+        return self._connection
+
     # Generation ---------------------------------------------------------------------------
     def contents(self, request: GenerationRequest) -> list[Any]:
         return generation.contents(request)
@@ -188,7 +192,7 @@ class GeminiProvider(VertexTuning, ProviderBase):
 
         console.print(self.redact(text))
 
-    def _call(self, call: Any, model: str, retry_transient: bool = True) -> Any:
+    def control_call(self, call: Any, model: str, retry_transient: bool = True) -> Any:
         """A synchronous control-plane call, retried on transient errors and 429s."""
         try:
             return self.retrier.call(call, retry_transient)

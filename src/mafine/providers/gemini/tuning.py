@@ -26,12 +26,12 @@ ENDED_BADLY = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_E
 
 class VertexTuning:
     """The tuning half of GeminiProvider (a mixin): uses its `_tuning_client`, `_connection`,
-    `settings`, `_call` (a retried control-plane call), `_notice` and `redact`."""
+    `settings`, `control_call` (a retried control-plane call), `_notice` and `redact`."""
 
     _tuning_client: Any  # at the tuning location
     _connection: Any
     settings: Any
-    _call: Callable[..., Any]
+    control_call: Callable[..., Any]
     _notice: Callable[[str, str], None]
     redact: Callable[[str], str]
 
@@ -63,7 +63,7 @@ class VertexTuning:
         uri = self._upload(vertex_file, bucket, f"{spec.display_name}-{digest}.jsonl")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=Warning)  # "tuning is experimental"
-            job = self._call(
+            job = self.control_call(
                 lambda: self._tuning_client.tunings.tune(
                     base_model=spec.start_checkpoint,
                     training_dataset=types.TuningDataset(gcs_uri=uri),
@@ -82,7 +82,9 @@ class VertexTuning:
     def _find_tuning_job(self, display: str, pages: int = 5) -> str | None:
         """The newest job with this display name that did not fail, from the first pages."""
         found: list[Any] = []
-        pager = self._call(lambda: self._tuning_client.tunings.list(config={"page_size": 100}), "")
+        pager = self.control_call(
+            lambda: self._tuning_client.tunings.list(config={"page_size": 100}), ""
+        )
         for _ in range(pages):
             found += [
                 job
@@ -92,14 +94,14 @@ class VertexTuning:
             ]
             if not pager.config.get("page_token"):
                 break
-            self._call(pager.next_page, "")
+            self.control_call(pager.next_page, "")
         if not found:
             return None
         found.sort(key=lambda job: str(job.create_time or ""), reverse=True)
         return str(found[0].name)
 
     def poll_tuning(self, job_name: str) -> TuningStatus:
-        job = self._call(lambda: self._tuning_client.tunings.get(name=job_name), job_name)
+        job = self.control_call(lambda: self._tuning_client.tunings.get(name=job_name), job_name)
         state = job.state.name if job.state else "JOB_STATE_PENDING"
         if state == "JOB_STATE_SUCCEEDED" and job.tuned_model:
             return TuningStatus(
