@@ -104,7 +104,7 @@ def test_a_killed_batch_run_polls_its_stored_job_instead_of_resubmitting(
         assert result.exit_code == 0, result.output
         bodies = [
             json.dumps(line["request"], sort_keys=True)
-            for job in fake._batches.values()
+            for job in fake.batches.jobs.values()
             for line in job.requests
         ]
         assert fake.stats()["by_kind"]["batch_create"] == 3
