@@ -157,7 +157,11 @@ def test_api_key_generate(fake):
     assert response.candidates[0].finish_reason == types.FinishReason.STOP
     usage = response.usage_metadata
     assert usage.prompt_token_count > 10 and usage.candidates_token_count > 3
-    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    # Gemini 3 thinks unless told otherwise; thinking tokens count in the total.
+    assert usage.thoughts_token_count > 0
+    assert usage.total_token_count == (
+        usage.prompt_token_count + usage.candidates_token_count + usage.thoughts_token_count
+    )
     assert response.model_version == MODEL
 
 

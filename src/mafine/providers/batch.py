@@ -48,7 +48,6 @@ from mafine.providers.gemini import (
     completion_from_rest,
     is_blocked,
     join_gcs,
-    rest_request,
 )
 from mafine.providers.limits import classify
 
@@ -254,7 +253,7 @@ class BatchProvider(ProviderBase):
             )
         lines = []
         for request, key in zip(requests, keys, strict=True):
-            body = rest_request(request)
+            body = self.inner.rest_request(request)
             body["labels"] = {LABEL: key[:60]}
             lines.append(json.dumps({"request": body}, ensure_ascii=False))
         data = "".join(line + "\n" for line in lines).encode()

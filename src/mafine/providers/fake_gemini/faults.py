@@ -88,6 +88,8 @@ class Faults:
             return None
 
     def _reply(self, fault: str, request: Request, settings: FakeSettings) -> Reply:
+        if fault == "rate_limit" and request.path.split("/")[2:3] == ["projects"]:
+            return vertex_rate_limit_reply()
         prompt = len(request.body) // 16
         usage = {"promptTokenCount": prompt, "totalTokenCount": prompt}
         return _REPLIES[fault](_Context(settings, usage, self._stopping))
@@ -126,6 +128,16 @@ _REPLIES: dict[str, Callable[[_Context], Reply]] = {
 }
 if set(_REPLIES) != set(FAULT_KINDS):  # pragma: no cover - a fault kind without a reply
     raise RuntimeError("faults._REPLIES must answer every kind in settings.FAULT_KINDS")
+
+
+def vertex_rate_limit_reply() -> Reply:
+    """Vertex AI's 429: no QuotaFailure, no RetryInfo, only this text (google-gemini/gemini-cli
+    #15911 and #15498; https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429)."""
+    return Reply.error(
+        429,
+        "Resource exhausted. Please try again later. Please refer to "
+        "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.",
+    )
 
 
 def quota_reply(per_day: bool, delay: float) -> Reply:

@@ -1,8 +1,10 @@
 """generateContent and streamGenerateContent: on base models (API key or Vertex AI) and on
-tuned models (Vertex `endpoints/N` or `models/N`).
+tuned models (Vertex `endpoints/N` or `models/N`); models.get on Vertex base models.
 
-Every answer is a pure function of the model and the request body (see `behaviour`).
-Response shape: https://ai.google.dev/api/generate-content#generatecontentresponse
+Every answer is a pure function of the model and the request body (see `behaviour`); the
+thinking config changes the thinking tokens and what fits under `maxOutputTokens`, never the
+sampled answer. Response shape: https://ai.google.dev/api/generate-content#generatecontentresponse
+Each imitation of a real behaviour cites where it was checked.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,6 +35,15 @@ if TYPE_CHECKING:
     from mafine.providers.fake_gemini.tuning import TunedModel, Tuning
 
 _METHOD = r":(?P<method>generateContent|streamGenerateContent)"
+# Gemini 3 and later are served on Vertex AI from `global` and the `us`/`eu` multi-regions,
+# not from single regions (https://cloud.google.com/vertex-ai/generative-ai/docs/learn/locations;
+# a regional call answers 404: google-gemini/gemini-cli#14262, pollinations/pollinations#6148).
+_MULTI_REGIONS = frozenset({"global", "us", "eu"})
+_FAMILY = re.compile(r"gemini-(?P<major>\d+)(?:\.\d+)?-(?P<size>pro|flash-lite|flash)")
+# Thinking tokens the fake spends (https://ai.google.dev/gemini-api/docs/thinking: Gemini 3
+# thinks at `high` unless told otherwise, 2.5 dynamically unless given a budget).
+_THOUGHTS_BY_LEVEL = {"MINIMAL": 0, "LOW": 40, "MEDIUM": 90, "HIGH": 180}
+_DYNAMIC_THOUGHTS = 180
 
 
 class Generation:
@@ -51,6 +63,12 @@ class Generation:
             "generate",
             "tuned",
         ),
+        route(
+            "GET",
+            rf"{VERSION}{PARENT}/publishers/google/models/(?P<model>[^/:]+)",
+            "get_model",
+            "get_vertex_model",
+        ),
     ]
 
     def __init__(
@@ -66,13 +84,46 @@ class Generation:
     # ---- routes ----------------------------------------------------------------------
     def api_key(self, request: Request, model: str, method: str) -> Reply:
         require_api_key(request)
+        refused = self._refuse_key(request)
+        if refused is not None:
+            return refused
         return self._generate(request, self.base_model(model), None)
 
     def vertex(
         self, request: Request, project: str, location: str, model: str, method: str
     ) -> Reply:
         require_auth(request)
-        return self._generate(request, self.base_model(model), None)
+        return self._generate(request, self.vertex_model(project, location, model), None)
+
+    def get_vertex_model(self, request: Request, project: str, location: str, model: str) -> Reply:
+        """A publisher model (the cheapest proof that a location serves it: no tokens)."""
+        require_auth(request)
+        name = self.vertex_model(project, location, model)
+        return Reply.json(200, {"name": f"publishers/google/models/{name}", "versionId": "001"})
+
+    def _refuse_key(self, request: Request) -> Reply | None:
+        """The Gemini API's answer to a key it does not know: 400 INVALID_ARGUMENT with an
+        ErrorInfo reason API_KEY_INVALID, not 401 (continuedev/continue#9330,
+        micr0-dev/lexido#54, brunnurs/valuenet#12 show the body)."""
+        accepted = self._settings().api_key
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        if accepted is None or key == accepted:
+            return None
+        message = "API key not valid. Please pass a valid API key."
+        details = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                "locale": "en-US",
+                "message": message,
+            },
+        ]
+        return Reply.error(400, message, details)
 
     def tuned(
         self, request: Request, project: str, location: str, collection: str, id: str, method: str
@@ -86,6 +137,29 @@ class Generation:
     # ---- answers ---------------------------------------------------------------------
     def base_model(self, model: str) -> str:
         return base_model(self._settings(), model, "generateContent")
+
+    def vertex_model(self, project: str, location: str, model: str) -> str:
+        """A served base model on Vertex AI, or Vertex's 404 for it: an unknown model, or a
+        Gemini 3 model asked for in a single region (when `settings.regional_serving`)."""
+        name = model.split("/")[-1]
+        settings = self._settings()
+        family = _FAMILY.search(name)
+        misplaced = (
+            settings.regional_serving
+            and family is not None
+            and int(family.group("major")) >= 3
+            and location not in _MULTI_REGIONS
+        )
+        if name not in settings.models or misplaced:
+            # The text of Vertex AI's 404 (google-gemini/gemini-cli#14262).
+            raise FakeError(
+                404,
+                f"Publisher Model `projects/{project}/locations/{location}/publishers/google/"
+                f"models/{name}` was not found or your project does not have access to it. "
+                "Please ensure you are using a valid model version. For more information, "
+                "see: https://cloud.google.com/vertex-ai/generative-ai/docs/learn/model-versions",
+            )
+        return name
 
     def _generate(self, request: Request, model: str, tuned: TunedModel | None) -> Reply:
         body = json_body(request)
@@ -109,7 +183,9 @@ class Generation:
             raise FakeError(400, "contents must not be empty")
         canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         self._count_key(hashlib.sha256((path + canonical).encode()).hexdigest())
-        material = json.dumps({"model": model, "request": canonical}, sort_keys=True)
+        base = tuned.base_model if tuned is not None else model
+        thoughts = thinking_tokens(base, body)
+        material = json.dumps({"model": model, "request": _without_thinking(body)}, sort_keys=True)
         rng = random.Random(int.from_bytes(hashlib.sha256(material.encode()).digest()[:16], "big"))
         text = None
         if tuned is not None:
@@ -119,28 +195,70 @@ class Generation:
         finish = "STOP"
         limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
         words = text.split()
-        if isinstance(limit, int) and 0 < limit < len(words):
-            text, finish = " ".join(words[:limit]), "MAX_TOKENS"
-            words = words[:limit]
+        if isinstance(limit, int) and limit > 0:
+            # The cap counts thinking and answer together; thinking comes first.
+            thoughts = min(thoughts, limit)
+            room = limit - thoughts
+            if room < len(words):
+                text, finish = " ".join(words[:room]), "MAX_TOKENS"
+                words = words[:room]
         prompt_words = sum(len(t.split()) for _, t in turns)
         system = body.get("systemInstruction")
         if isinstance(system, dict):
             prompt_words += len(behaviour.part_text(system).split())
+        usage = {"promptTokenCount": prompt_words, "totalTokenCount": prompt_words + thoughts}
+        content: dict[str, Any] = {"role": "model"}
+        if words:
+            content["parts"] = [{"text": text}]
+            usage["candidatesTokenCount"] = len(words)
+            usage["totalTokenCount"] += len(words)
+        # Thinking that used the whole cap leaves a candidate without parts and usage without
+        # candidatesTokenCount (google/adk-python#1357, googleapis/python-genai#811).
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
         return {
-            "candidates": [
-                {
-                    "content": {"role": "model", "parts": [{"text": text}]},
-                    "finishReason": finish,
-                    "index": 0,
-                }
-            ],
-            "usageMetadata": {
-                "promptTokenCount": prompt_words,
-                "candidatesTokenCount": len(words),
-                "totalTokenCount": prompt_words + len(words),
-            },
-            "modelVersion": tuned.base_model if tuned is not None else model,
+            "candidates": [{"content": content, "finishReason": finish, "index": 0}],
+            "usageMetadata": usage,
+            "modelVersion": base,
         }
+
+
+def thinking_tokens(model: str, body: dict[str, Any]) -> int:
+    """The thinking tokens a request spends, or the 400 of a thinking config the model
+    refuses (https://ai.google.dev/gemini-api/docs/thinking)."""
+    config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    # Proto JSON parsers take the lowerCamelCase and the proto field name alike
+    # (https://protobuf.dev/programming-guides/json/); google-genai 3.6 sends `thinking_level`.
+    level = config.get("thinkingLevel", config.get("thinking_level"))
+    budget = config.get("thinkingBudget", config.get("thinking_budget"))
+    family = _FAMILY.search(model.split("/")[-1])
+    if family is None:
+        return 0
+    major, size = int(family.group("major")), family.group("size")
+    if level is not None and budget is not None:  # "cannot use both" (docs above)
+        raise FakeError(400, "thinking_level and thinking_budget cannot be set together.")
+    if level is not None:
+        level = str(level).upper()
+        if major < 3:  # "thinking_level with a model earlier than Gemini 3 ... an error"
+            raise FakeError(400, "thinking_level is not supported by this model.")
+        if size == "pro" and level in ("MINIMAL", "MEDIUM"):  # Pro: low or high only
+            raise FakeError(400, f"Thinking level {level} is not supported for this model.")
+        return _THOUGHTS_BY_LEVEL.get(level, _DYNAMIC_THOUGHTS)
+    if budget is not None:
+        budget = int(budget)
+        if budget == 0 and size == "pro":  # snailyp/gemini-balance#206, vercel/ai#8027
+            raise FakeError(400, "Budget 0 is invalid. This model only works in thinking mode.")
+        return _DYNAMIC_THOUGHTS if budget < 0 else min(budget, _DYNAMIC_THOUGHTS)
+    return _DYNAMIC_THOUGHTS
+
+
+def _without_thinking(body: dict[str, Any]) -> str:
+    """The body without its thinking config, canonical: what the sampled answer depends on."""
+    config = {
+        k: v for k, v in (body.get("generationConfig") or {}).items() if k != "thinkingConfig"
+    }
+    trimmed = {**body, "generationConfig": config} if "generationConfig" in body else body
+    return json.dumps(trimmed, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def base_model(settings: FakeSettings, model: str, purpose: str) -> str:

@@ -31,6 +31,14 @@ class FakeSettings(BaseModel):
         ],
         description="base models the fake serves; others answer 404 like a retired model",
     )
+    api_key: str | None = Field(
+        None, description="the only API key generation accepts (400 API_KEY_INVALID); None: any"
+    )
+    regional_serving: bool = Field(
+        False,
+        description="serve Gemini 3 base models on Vertex only from global/us/eu, as Vertex "
+        "does (a single region answers 404)",
+    )
     batch_polls: int = Field(1, ge=0, description="polls before a fake batch job finishes")
     # Latency and fault injection (all deterministic per request and attempt).
     latency_s: float = Field(0.0, ge=0.0, description="added to every generation request")

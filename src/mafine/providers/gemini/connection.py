@@ -18,7 +18,8 @@ class Connection:
     api_key: str | None = None
     vertex: bool = False
     project: str | None = None
-    location: str = "us-central1"
+    location: str = "global"  # base models
+    tuning_location: str = "us-central1"  # tuning jobs and tuned endpoints
     base_url: str | None = None
     credentials: Any = None
     storage_endpoint: str | None = None
@@ -38,7 +39,11 @@ def resolve_connection(config: ProviderOptions) -> Connection:
                 "or GOOGLE_CLOUD_PROJECT"
             )
         return Connection(
-            vertex=True, project=project, location=settings.location, base_url=settings.base_url
+            vertex=True,
+            project=project,
+            location=settings.location,
+            tuning_location=settings.tuning_location,
+            base_url=settings.base_url,
         )
     key = os.environ.get(settings.api_key_env, "").strip()
     if not key:
@@ -49,17 +54,27 @@ def resolve_connection(config: ProviderOptions) -> Connection:
     return Connection(api_key=key, base_url=settings.base_url)
 
 
-def make_client(connection: Connection, timeout_s: float) -> Any:
-    """A google-genai client for the connection."""
+def make_client(connection: Connection, timeout_s: float, location: str | None = None) -> Any:
+    """A google-genai client for the connection (on Vertex AI: at `location`, by default the
+    base models' location).
+
+    Its async transport is aiohttp when that can be imported (as in Colab), else httpx
+    (google-genai 3.x, `BaseApiClient._use_aiohttp`). `attempts=1` leaves every retry to
+    mafine's loop: without retry options the SDK's aiohttp path sleeps 1-10 s and retries a
+    dropped connection once on its own, unseen by the pacer and the retry budget."""
     from google import genai
     from google.genai import types
 
-    http_options = types.HttpOptions(base_url=connection.base_url, timeout=int(timeout_s * 1000))
+    http_options = types.HttpOptions(
+        base_url=connection.base_url,
+        timeout=int(timeout_s * 1000),
+        retry_options=types.HttpRetryOptions(attempts=1),
+    )
     if connection.vertex:
         return genai.Client(
             vertexai=True,
             project=connection.project,
-            location=connection.location,
+            location=location or connection.location,
             credentials=connection.credentials,
             http_options=http_options,
         )

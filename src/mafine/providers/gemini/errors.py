@@ -6,6 +6,7 @@ import re
 
 from mafine.errors import MafineError, QuotaExhausted
 from mafine.providers.gemini.connection import Connection
+from mafine.providers.gemini.models import family, location_in_name
 from mafine.providers.gemini.settings import GeminiSettings
 from mafine.providers.limits import classify
 
@@ -22,6 +23,41 @@ def redact(text: str, connection: Connection) -> str:
     key = connection.api_key
     text = scrub_url(text)
     return text.replace(key, "***") if key else text
+
+
+# ErrorInfo reasons of a request refused for its credentials whatever its status code: a bad
+# API key is 400 INVALID_ARGUMENT with reason API_KEY_INVALID on the Gemini API
+# (continuedev/continue#9330, micr0-dev/lexido#54), an expired one API_KEY_EXPIRED.
+BAD_CREDENTIALS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "ACCESS_TOKEN_EXPIRED"})
+
+
+def not_found(model: str, connection: Connection) -> MafineError:
+    """A 404 for a model, saying whether the model or the location is the problem."""
+    if not connection.vertex:
+        return MafineError(
+            f"model {model} is not available on the Gemini API (404 NOT_FOUND); set "
+            "provider.model to a current model (docs/gemini.md says how to list them)"
+        )
+    endpoint_location = location_in_name(model)
+    if endpoint_location is not None:  # a tuned model, called in its own region
+        return MafineError(
+            f"tuned model {model} was not found in {endpoint_location} (404 NOT_FOUND): it "
+            "was deleted, or it belongs to another project; tune it again (run the same "
+            "command after removing its tuning record) or check provider.gemini.project"
+        )
+    known = family(model)
+    location = connection.location
+    if known is not None and not known.served_in(location):
+        return MafineError(
+            f"model {model} is not served in {location} (404 NOT_FOUND): the region is the "
+            f"problem, not the model; Gemini {known.major} runs on Vertex AI from global "
+            "(or the us/eu multi-regions): set provider.gemini.location=global"
+        )
+    return MafineError(
+        f"model {model} was not found in {location} (404 NOT_FOUND): the model is the "
+        f"problem ({location} serves its family); set provider.model to a current model, "
+        "or check that the project may use it (docs/gemini.md says how to list them)"
+    )
 
 
 def credential_hint(connection: Connection, settings: GeminiSettings) -> str:
@@ -64,13 +100,11 @@ def user_error(
                 "the same command again"
             )
         if code == 404:
+            return not_found(model, connection)
+        if code == 401 or failure.reason in BAD_CREDENTIALS:
             return MafineError(
-                f"model {model} is not available (404 NOT_FOUND); set provider.model "
-                "to a current model (docs/gemini.md says how to list them)"
-            )
-        if code == 401:
-            return MafineError(
-                f"gemini refused the credentials (401 UNAUTHENTICATED): {message}; check {hint}"
+                f"gemini refused the credentials ({code} {exc.status}"
+                f"{', ' + failure.reason if failure.reason else ''}): {message}; check {hint}"
             )
         if code == 403:
             return MafineError(

@@ -8,6 +8,8 @@ from typing import Any
 
 from mafine.artifacts import Completion, Message, Usage
 from mafine.providers.base import GenerationRequest
+from mafine.providers.gemini.models import family
+from mafine.providers.gemini.settings import GeminiSettings
 
 # Finish reasons of a response that carries no usable text: asked again (bounded).
 BLOCKED = frozenset(
@@ -29,16 +31,43 @@ def contents(request: GenerationRequest) -> list[Any]:
     ]
 
 
-def generation_config(request: GenerationRequest) -> Any:
-    """The request's sampling as a google-genai GenerateContentConfig."""
+def thinking(base_model: str, settings: GeminiSettings) -> dict[str, Any] | None:
+    """The REST `thinkingConfig` for a base model's family, or None to send none.
+
+    `base_model` is the configured base model, also for its tuned models, so base and tuned
+    models think alike. A model mafine does not know gets none (its own default)."""
+    known = family(base_model)
+    if known is None:
+        return None
+    if known.thinking_control == "level":
+        level = settings.thinking_level
+        if level == "model_default":
+            return None
+        chosen = known.lowest_level if level == "lowest" else level
+        return {"thinkingLevel": chosen.upper()}  # the REST enum, as google-genai sends it
+    budget = settings.thinking_budget
+    if budget == "model_default":
+        return None
+    return {"thinkingBudget": known.lowest_budget if budget == "lowest" else budget}
+
+
+def generation_config(request: GenerationRequest, thinking: dict[str, Any] | None = None) -> Any:
+    """The request's sampling (and thinking) as a google-genai GenerateContentConfig."""
     from google.genai import types
 
+    thinking_config = None
+    if thinking is not None:
+        thinking_config = types.ThinkingConfig(
+            thinking_level=thinking.get("thinkingLevel"),
+            thinking_budget=thinking.get("thinkingBudget"),
+        )
     return types.GenerateContentConfig(
         temperature=request.sampling.temperature,
         top_p=request.sampling.top_p,
         max_output_tokens=request.sampling.max_output_tokens,
         candidate_count=1,
         seed=request.seed,
+        thinking_config=thinking_config,
     )
 
 
@@ -50,18 +79,20 @@ def to_rest_contents(messages: list[Message]) -> list[dict[str, Any]]:
     ]
 
 
-def rest_request(request: GenerationRequest) -> dict[str, Any]:
+def rest_request(
+    request: GenerationRequest, thinking: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The request as Gemini's REST JSON (what a Vertex batch input line holds)."""
-    return {
-        "contents": to_rest_contents(list(request.messages)),
-        "generationConfig": {
-            "temperature": request.sampling.temperature,
-            "topP": request.sampling.top_p,
-            "maxOutputTokens": request.sampling.max_output_tokens,
-            "candidateCount": 1,
-            "seed": request.seed,
-        },
+    config: dict[str, Any] = {
+        "temperature": request.sampling.temperature,
+        "topP": request.sampling.top_p,
+        "maxOutputTokens": request.sampling.max_output_tokens,
+        "candidateCount": 1,
+        "seed": request.seed,
     }
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
+    return {"contents": to_rest_contents(list(request.messages)), "generationConfig": config}
 
 
 def estimate_tokens(request: GenerationRequest) -> int:

@@ -14,6 +14,9 @@ class ProviderOptions(Protocol):
     def gemini(self) -> GeminiSettings: ...
 
     @property
+    def model(self) -> str: ...
+
+    @property
     def max_concurrency(self) -> int: ...
 
     @property

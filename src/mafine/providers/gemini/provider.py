@@ -1,53 +1,67 @@
 """The gemini provider: generation paced and retried by error class, tuning on Vertex AI.
 
-Every request is paced (`limits.Pacer`: requests and tokens per minute) and retried by error
-class (`limits.classify`, a `tenacity` loop): a per-minute 429 waits the delay the error
-carries and slows everyone down; 5xx, timeouts, dropped connections and malformed bodies back
-off exponentially with jitter, `max_attempts` times at most; a per-day quota (or `limit: 0`)
-raises `QuotaExhausted` and stops the provider; 400/401/403/404 fail at once with one line.
-A response without text (no candidates, SAFETY, RECITATION, ...) is asked again up to
-`reask_blocked` times, then returned as it is (empty text, its finish reason). The API key is
-never part of any message this module produces.
+Every request is paced (`limits.Pacer`: requests and tokens per minute) and retried by
+error class (`retry.Retrier`, the loop any HTTP provider shares): a per-minute 429 waits the
+delay the error carries (or backs off exponentially when it carries none) and slows everyone
+down; 5xx, timeouts, dropped connections and malformed bodies back off exponentially with
+jitter, `max_attempts` times at most; a per-day quota (or `limit: 0`) raises `QuotaExhausted`
+and stops the provider; 400/401/403/404 fail at once with one line. A response without text
+(no candidates, SAFETY, RECITATION, ...) is asked again up to `reask_blocked` times, then
+returned as it is (empty text, its finish reason). The API key is never part of any message
+this module produces.
 """
 
 from __future__ import annotations
 
-import random
 import time
-from dataclasses import dataclass
 from typing import Any
-
-from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, stop_never
 
 from mafine.artifacts import Completion
 from mafine.errors import MafineError, QuotaExhausted
 from mafine.providers.base import Capabilities, GenerationRequest, ProviderBase
 from mafine.providers.gemini import errors, generation
 from mafine.providers.gemini.connection import Connection, make_client
+from mafine.providers.gemini.models import location_in_name
 from mafine.providers.gemini.options import ProviderOptions
 from mafine.providers.gemini.tuning import VertexTuning
-from mafine.providers.limits import Failure, Pacer, classify, resolve_limits
+from mafine.providers.limits import Pacer, resolve_limits
+from mafine.providers.retry import AskAgain, Retrier, RetryPolicy, Tries
 
 NOTICE_EVERY_S = 15.0
+MIN_RESPONSES_TO_WARN = 20
 
 
-class _Blocked(Exception):
-    """A response without text, raised inside the retry loop so it is asked again."""
+class FinishTally:
+    """How many responses ended at the token cap, and a warning when too many did: with
+    thinking on, thinking tokens count against `max_output_tokens` and can leave no answer."""
 
-    def __init__(self, completion: Completion) -> None:
-        super().__init__(completion.finish_reason)
-        self.completion = completion
+    def __init__(self, warn_share: float) -> None:
+        self.warn_share = warn_share
+        self.responses = 0
+        self.max_tokens = 0
+        self.empty = 0
+        self.thoughts_tokens = 0
 
+    def add(self, completion: Completion) -> str | None:
+        """Count a response; a warning text once the share at the cap is too high."""
+        self.responses += 1
+        self.thoughts_tokens += completion.usage.thoughts_tokens
+        if completion.finish_reason == "MAX_TOKENS":
+            self.max_tokens += 1
+            self.empty += not completion.text.strip()
+        if self.responses < MIN_RESPONSES_TO_WARN or self.share <= self.warn_share:
+            return None
+        return (
+            f"{self.share:.0%} of {self.responses} responses ended at "
+            f"sampling.max_output_tokens ({self.empty} with no text; "
+            f"{self.thoughts_tokens / self.responses:.0f} thinking tokens a response): raise "
+            "sampling.max_output_tokens or lower provider.gemini.thinking_level / "
+            "thinking_budget"
+        )
 
-@dataclass
-class _Tries:
-    """One request's retry budget, spent by error class."""
-
-    transient: int = 0
-    rate_limited_s: float = 0.0
-    reasks: int = 0
-    last: Failure | None = None
-    delay: float = 0.0  # the next wait on a 429
+    @property
+    def share(self) -> float:
+        return self.max_tokens / self.responses if self.responses else 0.0
 
 
 class GeminiProvider(VertexTuning, ProviderBase):
@@ -64,14 +78,36 @@ class GeminiProvider(VertexTuning, ProviderBase):
         self._connection = connection
         self._types = types
         self.pacer = Pacer(resolve_limits(config.gemini, use_tier=pace_by_tier))
+        self.retrier = Retrier(RetryPolicy.of(config.gemini), self.pacer, "gemini", self._notice)
+        self.retries = self.retrier.counts
+        self.thinking = generation.thinking(config.model, config.gemini)
+        self.finishes = FinishTally(config.gemini.max_tokens_warn_share)
         self._stopped: QuotaExhausted | None = None
         self._noticed: dict[str, float] = {}
-        self.retries = {"rate_limit": 0, "transient": 0, "blocked": 0}
         self._client = make_client(connection, config.timeout_s)
+        self._clients = {connection.location: self._client}
 
     @property
     def client(self) -> Any:
+        """The client for base models (at `location` on Vertex AI)."""
         return self._client
+
+    @property
+    def _tuning_client(self) -> Any:
+        return self.client_for_location(self._connection.tuning_location)
+
+    def client_for(self, model: str) -> Any:
+        """The client that serves `model`: a tuned model's own region (its endpoint lives
+        there), else the base models' location."""
+        location = location_in_name(model) if self._connection.vertex else None
+        return self.client_for_location(location or self._connection.location)
+
+    def client_for_location(self, location: str) -> Any:
+        if not self._connection.vertex:
+            return self._client
+        if location not in self._clients:
+            self._clients[location] = make_client(self._connection, self.config.timeout_s, location)
+        return self._clients[location]
 
     @property
     def capabilities(self) -> Capabilities:
@@ -89,81 +125,42 @@ class GeminiProvider(VertexTuning, ProviderBase):
         return generation.contents(request)
 
     def generation_config(self, request: GenerationRequest) -> Any:
-        return generation.generation_config(request)
+        return generation.generation_config(request, self.thinking)
+
+    def rest_request(self, request: GenerationRequest) -> dict[str, Any]:
+        """The request as REST JSON (a Vertex batch input line), thinking included."""
+        return generation.rest_request(request, self.thinking)
 
     async def generate(self, request: GenerationRequest) -> Completion:
         if self._stopped is not None:
             raise QuotaExhausted(str(self._stopped))
         contents = self.contents(request)
         generation_config = self.generation_config(request)
-        tries = _Tries()
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda exc: self._should_retry(exc, tries)),
-            wait=lambda state: self._wait(tries),
-            stop=stop_never,
-            reraise=True,
-        )
+        tries = Tries()
+
+        async def attempt() -> Completion:
+            response = await self.client_for(request.model).aio.models.generate_content(
+                model=request.model, contents=contents, config=generation_config
+            )
+            completion = generation.completion_from_response(response)
+            if generation.is_blocked(completion) and tries.reasks < self.settings.reask_blocked:
+                tries.reasks += 1
+                raise AskAgain
+            return completion
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    await self.pacer.acquire(generation.estimate_tokens(request))
-                    response = await self._client.aio.models.generate_content(
-                        model=request.model, contents=contents, config=generation_config
-                    )
-                    completion = generation.completion_from_response(response)
-                    if (
-                        generation.is_blocked(completion)
-                        and tries.reasks < self.settings.reask_blocked
-                    ):
-                        tries.reasks += 1
-                        self.retries["blocked"] += 1
-                        raise _Blocked(completion)
-        except _Blocked as blocked:  # pragma: no cover - the loop never gives up on _Blocked
-            return blocked.completion
+            completion = await self.retrier.run(attempt, tries, generation.estimate_tokens(request))
         except Exception as exc:
             raise self.user_error(exc, request.model, tries) from None
+        warning = self.finishes.add(completion)
+        if warning:
+            self._notice("max_tokens", f"gemini: {warning}")
         return completion
 
-    def _should_retry(self, exc: BaseException, tries: _Tries) -> bool:
-        if isinstance(exc, _Blocked):
-            tries.last = None
-            return True
-        failure = classify(exc)
-        tries.last = failure
-        if failure.kind == "rate_limit":
-            delay = failure.delay if failure.delay is not None else self._backoff(1)
-            tries.delay = delay * (1.0 + 0.1 * random.random())
-            return tries.rate_limited_s + tries.delay <= self.settings.rate_limit_wait_s
-        if failure.kind == "transient":
-            tries.transient += 1
-            return tries.transient < self.settings.max_attempts
-        return False
-
-    def _wait(self, tries: _Tries) -> float:
-        failure = tries.last
-        if failure is None:  # a blocked response: ask again at once (still paced)
-            return 0.0
-        if failure.kind == "rate_limit":
-            self.retries["rate_limit"] += 1
-            delay = tries.delay
-            self.pacer.rate_limited(delay)
-            tries.rate_limited_s += delay
-            self._notice(
-                "rate_limit",
-                f"gemini: rate limited (429{', ' + failure.quota if failure.quota else ''}); "
-                f"pausing {delay:.1f}s and slowing to "
-                f"{self.pacer.requests_per_minute or 0:.0f} requests/min",
-            )
-            return delay
-        self.retries["transient"] += 1
-        return self._backoff(tries.transient)
-
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter in its upper half, capped."""
-        base = min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** (attempt - 1))
-        return base * (0.5 + 0.5 * random.random())
+        return self.retrier.policy.backoff(attempt)
 
-    def user_error(self, exc: Exception, model: str, tries: _Tries | None = None) -> MafineError:
+    def user_error(self, exc: Exception, model: str, tries: Tries | None = None) -> MafineError:
         """An exception as one line the user can act on; QuotaExhausted also stops the provider."""
         error = errors.user_error(
             exc,
@@ -193,21 +190,14 @@ class GeminiProvider(VertexTuning, ProviderBase):
 
     def _call(self, call: Any, model: str, retry_transient: bool = True) -> Any:
         """A synchronous control-plane call, retried on transient errors and 429s."""
-        retrying = Retrying(
-            retry=retry_if_exception(
-                lambda exc: retry_transient and classify(exc).kind in ("transient", "rate_limit")
-            ),
-            wait=lambda state: self._backoff(state.attempt_number),
-            stop=stop_after_attempt(self.settings.max_attempts),
-            reraise=True,
-        )
         try:
-            return retrying(call)
+            return self.retrier.call(call, retry_transient)
         except MafineError:
             raise
         except Exception as exc:
             raise self.user_error(exc, model) from None
 
     async def aclose(self) -> None:
-        await self._client.aio.aclose()
-        self._client.close()
+        for client in self._clients.values():
+            await client.aio.aclose()
+            client.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,9 +13,32 @@ class GeminiSettings(BaseModel):
     api_key_env: str = Field("GEMINI_API_KEY", description="environment variable with the key")
     vertex: bool = Field(False, description="use Vertex AI (needed for tuning)")
     project: str | None = None
-    location: str = "us-central1"
+    location: str = Field(
+        "global",
+        description="Vertex AI location serving the base models (global serves Gemini 3 and 2.5)",
+    )
+    tuning_location: str = Field(
+        "us-central1",
+        description="Vertex AI region for tuning jobs and their tuned endpoints (not global)",
+    )
     base_url: str | None = Field(None, description="another endpoint, e.g. `mafine fake-gemini`")
     tuning_bucket: str | None = Field(None, description="gs://bucket/prefix for tuning files")
+    # Thinking (docs/gemini.md): off or as low as the model allows, for base and tuned alike.
+    thinking_level: Literal["lowest", "minimal", "low", "medium", "high", "model_default"] = Field(
+        "lowest",
+        description="Gemini 3 and later; lowest: minimal (Flash, Flash-Lite) or low (Pro); "
+        "model_default sends none (the model thinks at high)",
+    )
+    thinking_budget: Annotated[int, Field(ge=-1)] | Literal["lowest", "model_default"] = Field(
+        "lowest",
+        description="Gemini 2.5, thinking tokens; lowest: 0 (off; Pro: 128); -1: dynamic",
+    )
+    max_tokens_warn_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="warn once this share of responses ends at max_output_tokens",
+    )
     # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
     tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
         "tier1", description="usage tier whose limits pace requests; none: no client-side pacing"

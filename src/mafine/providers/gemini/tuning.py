@@ -25,10 +25,10 @@ ENDED_BADLY = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_E
 
 
 class VertexTuning:
-    """The tuning half of GeminiProvider (a mixin): uses its `_client`, `_connection`,
+    """The tuning half of GeminiProvider (a mixin): uses its `_tuning_client`, `_connection`,
     `settings`, `_call` (a retried control-plane call), `_notice` and `redact`."""
 
-    _client: Any
+    _tuning_client: Any  # at the tuning location
     _connection: Any
     settings: Any
     _call: Callable[..., Any]
@@ -64,7 +64,7 @@ class VertexTuning:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=Warning)  # "tuning is experimental"
             job = self._call(
-                lambda: self._client.tunings.tune(
+                lambda: self._tuning_client.tunings.tune(
                     base_model=spec.start_checkpoint,
                     training_dataset=types.TuningDataset(gcs_uri=uri),
                     config=types.CreateTuningJobConfig(
@@ -82,7 +82,7 @@ class VertexTuning:
     def _find_tuning_job(self, display: str, pages: int = 5) -> str | None:
         """The newest job with this display name that did not fail, from the first pages."""
         found: list[Any] = []
-        pager = self._call(lambda: self._client.tunings.list(config={"page_size": 100}), "")
+        pager = self._call(lambda: self._tuning_client.tunings.list(config={"page_size": 100}), "")
         for _ in range(pages):
             found += [
                 job
@@ -99,7 +99,9 @@ class VertexTuning:
         return str(found[0].name)
 
     def poll_tuning(self, job_name: str) -> TuningStatus:
-        job = self._call(lambda: _unless_not_found(self._client.tunings.get, job_name), job_name)
+        job = self._call(
+            lambda: _unless_not_found(self._tuning_client.tunings.get, job_name), job_name
+        )
         if job is None:
             # The stage records the job as failed, and a failed job is submitted again by
             # the next run: that is the way on, said here because it costs a new job.
@@ -107,7 +109,7 @@ class VertexTuning:
                 state="failed",
                 error=(
                     f"Vertex AI no longer knows tuning job {job_name} (404 NOT_FOUND): it was "
-                    "deleted, or provider.gemini.project or location changed since it was "
+                    "deleted, or provider.gemini.project or tuning_location changed since it was "
                     "submitted (restore them if so); otherwise the next run forgets it and "
                     "submits the job again"
                 ),
