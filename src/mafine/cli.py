@@ -382,7 +382,7 @@ def fake_gemini(
         float, typer.Option(help="Share of generation attempts answered with a fault.")
     ] = 0.0,
     fault_kinds: Annotated[
-        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
+        str | None,
         typer.Option(
             help="Comma-separated faults to draw from (default: every kind; a wrong name "
             "lists them)."
@@ -398,7 +398,7 @@ def fake_gemini(
         typer.Option(help="Answer 429 past this many generations in 60 s."),
     ] = None,
     state_dir: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option(
             help="Keep objects, tuning and batch jobs and tuned models here, so they outlive "
             "the server (default: in memory only).",
