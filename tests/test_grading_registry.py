@@ -133,3 +133,10 @@ def test_the_corpus_tool_adds_a_column_for_a_new_grader(tmp_path: Path, same_len
         expected = answer is not None and len(answer) == len(row["gold"])
         assert row[NAME] == ("y" if expected else "n"), row["id"]
     assert relabel.relabel(corpus) == 0  # written: nothing left to change
+
+
+def test_the_docs_table_names_every_registered_grader() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "grading.md").read_text()
+    table = text.split("## Graders", 1)[1].split("\n\n", 2)[1]
+    documented = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert documented == list(GRADERS.names())

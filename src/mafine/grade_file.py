@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mafine.artifacts import Transcript
 from mafine.atomic import atomic_open
 from mafine.errors import MafineError
 from mafine.grading import Grader, get_grader
@@ -186,7 +187,7 @@ def grade_responses(
 
 
 def grade_transcripts(
-    transcripts: Sequence[Any],
+    transcripts: Sequence[Transcript | dict[str, Any]],
     grader: Grader,
     fallbacks: Sequence[str] = (),
     tie_rng: TieRng | None = None,
@@ -325,10 +326,9 @@ def _transcripts(
     return out_rows, summary
 
 
-def _as_dict(transcript: Any) -> dict[str, Any]:
+def _as_dict(transcript: Transcript | dict[str, Any]) -> dict[str, Any]:
     if isinstance(transcript, dict):
         return transcript
-    dump = getattr(transcript, "model_dump", None)
-    if dump is None:
+    if not isinstance(transcript, Transcript):
         raise TypeError(f"not a transcript: {type(transcript).__name__}")
-    return dump()
+    return transcript.model_dump()
