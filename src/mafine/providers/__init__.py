@@ -37,7 +37,12 @@ async def open_provider(
     else:
         from mafine.providers.local import LocalProvider
 
-        provider = LocalProvider(config, seed)
+        provider = LocalProvider(
+            config.model,
+            config.local,
+            max_concurrency=config.max_concurrency,
+            run_dir=state_dir,
+        )
     try:
         yield provider
     finally:
