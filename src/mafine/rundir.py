@@ -17,6 +17,7 @@ import yaml
 
 from mafine import provenance
 from mafine.artifacts import Usage
+from mafine.atomic import write_text_atomic
 from mafine.config import Config, config_dict, config_differences
 from mafine.errors import MafineError
 from mafine.jsonl import write_json
@@ -120,9 +121,7 @@ class RunDir:
                     f"run directory {self.root} was made with another config (differs in: "
                     f"{shown}); use another run_dir or --set run_dir=..."
                 )
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
-        os.replace(tmp, path)
+        write_text_atomic(path, yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
 
     # Manifest -----------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:

@@ -22,8 +22,15 @@ from rich.console import Console
 
 from mafine import ui
 from mafine.artifacts import Completion, Message, Usage
+from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
-from mafine.providers.base import GenerationRequest, TuningSpec, TuningStatus
+from mafine.providers.base import (
+    Capabilities,
+    GenerationRequest,
+    ProviderBase,
+    TuningSpec,
+    TuningStatus,
+)
 from mafine.providers.local.batcher import Batcher
 from mafine.providers.local.layout import (
     ADAPTER_CONFIG,
@@ -33,8 +40,9 @@ from mafine.providers.local.layout import (
     in_run,
     run_relative,
 )
-from mafine.providers.local.rows import GenResult, GenRow, ScoreRow, row_seed
+from mafine.providers.local.rows import GenResult, GenRow, ScoreRow
 from mafine.providers.local.settings import LocalSettings
+from mafine.seeds import local_row_seed
 
 EXTRA_MESSAGE = "the local provider needs the 'local' extra: pip install 'mafine[local]'"
 
@@ -60,10 +68,11 @@ class LocalStats:
     trainings: int = 0
 
 
-class LocalProvider:
-    """The Provider protocol on a local open model (transformers + peft)."""
+class LocalProvider(ProviderBase):
+    """The Provider protocol on a local open model (transformers + peft + trl)."""
 
     name = "local"
+    capabilities = Capabilities(tuning=True, scoring=True)
 
     def __init__(
         self,
@@ -103,7 +112,7 @@ class LocalProvider:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_output_tokens=sampling.max_output_tokens,
-            seed=row_seed(request.key()),
+            seed=local_row_seed(request.key()),
         )
         size = sum(len(m.content) for m in request.messages)
         result: GenResult = await self._generate_batches.submit(request.model, row, size)
@@ -159,9 +168,7 @@ class LocalProvider:
             }
             data["base_model"] = self.model
             data["local_settings"] = self.settings.model_dump(mode="json")
-            tmp = out / f".{JOB_FILE}.tmp"
-            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-            tmp.replace(out / JOB_FILE)
+            write_text_atomic(out / JOB_FILE, json.dumps(data, indent=2) + "\n")
         return job
 
     def poll_tuning(self, job_name: str) -> TuningStatus:

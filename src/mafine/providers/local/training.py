@@ -32,6 +32,7 @@ from rich.progress import (
 )
 from transformers import TrainerCallback, TrainingArguments
 
+from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
 from mafine.providers.base import TuningSpec
 from mafine.providers.local.engine import Engine, quiet_peft_wrap
@@ -161,7 +162,9 @@ def _fit_and_save(
         _save_adapter(peft, name, out, adapter_dir)
         # Serve the weights just trained (== saved) under the name poll_tuning returns.
         engine.register(run_relative(adapter_dir, engine.run_dir), name)
-        write_json_atomic(out / DONE_FILE, summary)  # written last: the adapter is finished
+        write_text_atomic(
+            out / DONE_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n"
+        )  # written last: the adapter is finished
         console.print(
             f"tuned {spec.display_name}: loss {summary['first_loss']:.4f} -> "
             f"{summary['last_loss']:.4f} in {seconds:.1f}s "
@@ -217,12 +220,6 @@ def _arguments(engine: Engine, spec: TuningSpec, learning_rate: float, out: Path
         **warmup,
         **checkpoint_args,
     )
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
