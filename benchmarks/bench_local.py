@@ -59,13 +59,16 @@ def requests_for(model: str, n: int, max_tokens: int):
 def make_provider(model_dir: Path, batch_size: int, device: str):
     from rich.console import Console
 
-    from mafine.providers.local import LocalProvider
-    from tests.local_fixtures import local_provider_config
+    from tests.local_fixtures import local_provider
 
-    config = local_provider_config(
-        model_dir, max_concurrency=batch_size, batch_size=batch_size, device=device, dtype="auto"
+    return local_provider(  # stdout: figures only
+        model_dir,
+        max_concurrency=batch_size,
+        console=Console(stderr=True),
+        batch_size=batch_size,
+        device=device,
+        dtype="auto",
     )
-    return LocalProvider(config, seed=0, console=Console(stderr=True))  # stdout: figures only
 
 
 def throughput(

@@ -2,8 +2,7 @@
 local provider's tests and benchmark and for end-to-end runs on `provider.name: local`.
 
     model_dir = build_tiny_model(tmp_path / "tiny")
-    config = local_provider_config(model_dir)          # a ProviderConfig naming it
-    provider = LocalProvider(config, seed=0)
+    provider = local_provider(model_dir)                # LocalProvider with tiny_settings
 
 Needs the `local` extra (torch, transformers, tokenizers); import it after
 `pytest.importorskip("torch")`.
@@ -16,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mafine.config import ProviderConfig
 from mafine.providers.local import LocalSettings
 
 # A ChatML-style template (the shape Qwen uses), without a default system prompt.
@@ -198,15 +196,21 @@ def tiny_settings(**overrides: Any) -> LocalSettings:
     return LocalSettings(**values)
 
 
-def local_provider_config(
-    model_dir: Path | str, *, max_concurrency: int = 16, **settings: Any
-) -> ProviderConfig:
-    """A ProviderConfig for the local provider on `model_dir` with `tiny_settings`."""
-    local = tiny_settings(**settings)
-    fields = {"model": str(model_dir), "max_concurrency": max_concurrency}
-    if "local" in ProviderConfig.model_fields:
-        return ProviderConfig(name="local", local=local, **fields)
-    # Until config.py has provider.local: a config the provider reads the same way.
-    config = ProviderConfig.model_construct(**fields)
-    object.__setattr__(config, "local", local)
-    return config
+def local_provider(
+    model: Path | str,
+    *,
+    max_concurrency: int = 16,
+    run_dir: Path | None = None,
+    console: Any = None,
+    **settings: Any,
+):
+    """A LocalProvider on `model` with `tiny_settings` (plus overrides)."""
+    from mafine.providers.local import LocalProvider
+
+    return LocalProvider(
+        str(model),
+        tiny_settings(**settings),
+        max_concurrency=max_concurrency,
+        run_dir=run_dir,
+        console=console,
+    )

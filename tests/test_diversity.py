@@ -6,7 +6,6 @@ import asyncio
 import builtins
 import importlib.util
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -239,8 +238,7 @@ def test_likelihood_with_the_local_provider(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from mafine.providers.local import LocalProvider
-    from tests.local_fixtures import build_tiny_model, local_provider_config
+    from tests.local_fixtures import build_tiny_model, local_provider
 
     first = str(build_tiny_model(tmp_path / "base", seed=0))
     # agent 1's model: a LoRA adapter on the base with random (not zero) weights
@@ -260,7 +258,7 @@ def test_likelihood_with_the_local_provider(tmp_path):
         return found
 
     async def measure(models):
-        provider = LocalProvider(local_provider_config(Path(first)), seed=0)
+        provider = local_provider(first)
         try:
             return await diversity.likelihood(rows(models), provider)
         finally:

@@ -57,9 +57,10 @@ def test_two_iterations_complete_with_an_adapter_per_agent_model(local_run):
         assert any(r.state == "succeeded" for r in records)
         for record in records:
             if record.state == "succeeded":
-                adapter = Path(record.serving_model)
-                assert (adapter / "adapter_config.json").is_file()
-                assert adapter.is_relative_to(root / f"iter-{iteration}" / "tuning")
+                # Named relative to the run directory, wherever it lives.
+                assert not Path(record.serving_model).is_absolute()
+                assert record.serving_model.startswith(f"iter-{iteration}/tuning/")
+                assert (root / record.serving_model / "adapter_config.json").is_file()
     assert "provider: **local**" in (root / "report.md").read_text()
     document = json.loads((root / "metrics.json").read_text())
     likelihood = document["diversity"]["multiagent_ft@1"]["likelihood"]
@@ -99,3 +100,25 @@ def test_the_settings_travel_through_the_config(local_run):
     loaded = load_config(config)
     assert loaded.provider.local == tiny_settings()
     assert loaded.provider.name == "local"
+
+
+def test_the_same_results_wherever_the_run_lives(local_run, tmp_path):
+    """The same config and seed in a run directory at another path, under another name:
+    the same adapters (bit for bit), models files, debates and grades."""
+    from typer.testing import CliRunner
+
+    from mafine.cli import app
+
+    config, root = local_run
+    moved = tmp_path / "elsewhere" / "deeper" / "another-name"
+    with one_torch_thread():
+        result = CliRunner().invoke(app, ["run", str(config), "--set", f"run_dir={moved}"])
+    assert result.exit_code == 0, result.output
+    compared = sorted(
+        path.relative_to(root)
+        for pattern in ("iter-*/*.jsonl", "iter-*/tuning/*/adapter/*", "*.jsonl")
+        for path in root.glob(pattern)
+    )
+    assert any(path.suffix == ".safetensors" for path in compared)
+    differ = [str(p) for p in compared if (root / p).read_bytes() != (moved / p).read_bytes()]
+    assert differ == []

@@ -23,7 +23,7 @@ from mafine.providers.base import GenerationRequest, Sampling, TuningSpec  # noq
 from mafine.providers.local import EXTRA_MESSAGE, LocalProvider, LocalSettings  # noqa: E402
 from tests.local_fixtures import (  # noqa: E402
     build_tiny_model,
-    local_provider_config,
+    local_provider,
     one_torch_thread,
 )
 
@@ -121,7 +121,7 @@ def base(model_dir) -> str:
 def trained(model_dir, tmp_path_factory):
     """Two agents' adapters trained on different data by one provider."""
     root = tmp_path_factory.mktemp("tuning")
-    provider = LocalProvider(local_provider_config(model_dir), seed=0)
+    provider = local_provider(model_dir)
     specs = {
         word: spec(
             root, f"agent-{word}", write_sft(root / f"{word}.jsonl", f"{word} " * 3), str(model_dir)
@@ -138,7 +138,7 @@ def fresh(model_dir):
     providers = []
 
     def make(**settings) -> LocalProvider:
-        providers.append(LocalProvider(local_provider_config(model_dir, **settings), seed=0))
+        providers.append(local_provider(model_dir, **settings))
         return providers[-1]
 
     yield make
@@ -163,11 +163,10 @@ def test_import_does_not_import_torch():
 def test_missing_extra_is_one_clear_error(missing):
     code = (
         f"import sys; sys.modules[{missing!r}] = None\n"
-        "from mafine.config import ProviderConfig\n"
         "from mafine.errors import MafineError\n"
         "from mafine.providers.local import LocalProvider\n"
         "try:\n"
-        "    LocalProvider(ProviderConfig(), seed=0)\n"
+        "    LocalProvider('some/model')\n"
         "except MafineError as exc:\n"
         "    print(exc)\n"
     )
@@ -236,7 +235,7 @@ def test_unknown_model_is_a_clear_error(fresh, tmp_path):
     with pytest.raises(MafineError, match="unknown local model"):
         asyncio.run(provider.generate(request(str(tmp_path / "nowhere"))))
     missing = str(tmp_path / "no" / "model")
-    broken = LocalProvider(local_provider_config(missing), seed=0)
+    broken = local_provider(missing)
     with pytest.raises(MafineError, match="cannot load local model"):
         asyncio.run(broken.generate(request(missing)))
     broken.close()
@@ -245,31 +244,51 @@ def test_unknown_model_is_a_clear_error(fresh, tmp_path):
 # ------------------------------------------------------------------ training data
 
 
-def test_loss_covers_assistant_turns_only(fresh, base):
-    from mafine.providers.local.training import IGNORE, encode_conversation
+def test_loss_covers_the_final_reply_only_token_by_token(fresh, base, tmp_path):
+    """A critic example (the whole debate) learns its final response alone, with every
+    earlier turn as context; the tokens TRL trains on are those inference feeds the model."""
+    from mafine.providers.local.sft_data import prompt_completion
+    from mafine.providers.local.training import make_trainer
 
-    provider = fresh()
-    engine = provider._engine_now()
+    engine = fresh()._engine_now()
+    messages = [
+        {"role": "user", "content": "What is 4 + 4?"},
+        {"role": "assistant", "content": "apple 9"},
+        {"role": "user", "content": "Other agents said 8. Update your answer."},
+        {"role": "assistant", "content": "banana 8"},
+    ]
+    job = spec(tmp_path, "critic", tmp_path / "unused.jsonl", base)
+    row = make_trainer(engine, engine.base, job, [prompt_completion(messages)]).train_dataset[0]
+    ids, labels = row["input_ids"], row["labels"]
+    assert len(ids) == len(labels)
+    # The whole conversation, tokenized exactly as the engine renders and encodes it.
+    assert ids == engine.encode(engine.render(messages, generation_prompt=False))
+    # Everything up to the final reply is context: what inference feeds the model.
+    prompt = engine.encode(engine.render(messages[:3], generation_prompt=True))
+    assert ids[: len(prompt)] == prompt
+    assert labels[: len(prompt)] == [-100] * len(prompt)
+    # Every token after it is learned: the final reply and its end-of-turn marker.
+    assert labels[len(prompt) :] == ids[len(prompt) :]
+    decode = engine.tokenizer.decode
+    assert decode(ids[len(prompt) :]) == "banana 8<|im_end|>\n"
+    assert "apple" in decode(prompt)  # the wrong first answer is context, never a target
+
+
+def test_a_generation_example_learns_its_round_one_response(fresh, base, tmp_path):
+    from mafine.providers.local.sft_data import prompt_completion
+    from mafine.providers.local.training import make_trainer
+
+    engine = fresh()._engine_now()
     messages = [
         {"role": "user", "content": "What is 4 + 4?"},
         {"role": "assistant", "content": "apple 8"},
-        {"role": "user", "content": "Other agents said 9. Update your answer."},
-        {"role": "assistant", "content": "banana 8"},
     ]
-    features = encode_conversation(engine, messages, max_len=512)
-    ids, labels = features.input_ids, features.labels
-    assert len(ids) == len(labels) and not features.truncated
-    learned = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE]
-    masked = [t for t, label in zip(ids, labels, strict=True) if label == IGNORE]
-    decode = engine.tokenizer.decode
-    assert decode(learned) == "apple 8<|im_end|>\nbanana 8<|im_end|>\n"
-    assert "What is 4 + 4?" in decode(masked) and "Other agents said 9" in decode(masked)
-    assert "apple" not in decode(masked) and "banana" not in decode(masked)
-    # The prompt tokens are exactly those inference feeds the model (same template).
+    job = spec(tmp_path, "generator", tmp_path / "unused.jsonl", base)
+    row = make_trainer(engine, engine.base, job, [prompt_completion(messages)]).train_dataset[0]
     prompt = engine.encode(engine.render(messages[:1], generation_prompt=True))
-    assert ids[: len(prompt)] == prompt and set(labels[: len(prompt)]) == {IGNORE}
-    second = engine.encode(engine.render(messages[:3], generation_prompt=True))
-    assert ids[: len(second)] == second
+    learned = [t for t, label in zip(row["input_ids"], row["labels"], strict=True) if label != -100]
+    assert row["input_ids"][: len(prompt)] == prompt
+    assert engine.tokenizer.decode(learned) == "apple 8<|im_end|>\n"
 
 
 # ------------------------------------------------------------------ adapters

@@ -26,7 +26,7 @@ def test_stream_seeds_are_pinned() -> None:
         90557047410461495498657125590504723877983168740358897132117746481904116632615
     )
     assert seeds.local_row_seed("abc") == 3299484158997670390
-    assert seeds.derived_seed(0, "agent-0-generator") == 7715068860599617116
+    assert seeds.tuning_seed(0, 1, 0, "generator") == 1642756942
 
 
 def test_fake_draws_are_pinned() -> None:

@@ -54,9 +54,13 @@ def local_row_seed(key: str) -> int:
     return int.from_bytes(_digest(f"mafine-local:{key}")[:8], "big") >> 1
 
 
-def derived_seed(*parts: object) -> int:
-    """A 63-bit seed from `parts` joined by ':' (local tuning: the run seed and the job)."""
-    return int.from_bytes(_digest(":".join(str(p) for p in parts))[:8], "big") >> 1
+def tuning_seed(run_seed: int, iteration: int, agent: int, role: str) -> int:
+    """The 31-bit training seed (LoRA initialisation, data order, dropout) of one agent model:
+    fixed by the run seed and the model's role (iteration, agent, generator or critic), never
+    by where the run directory lives (numpy, which transformers' set_seed seeds, takes
+    seeds below 2**32)."""
+    material = f"mafine-tune:{run_seed}:{iteration}:{agent}:{role}"
+    return int.from_bytes(_digest(material)[:4], "big") & 0x7FFFFFFF
 
 
 def fake_response_rng(model: str, canonical_request: str) -> random.Random:

@@ -60,7 +60,12 @@ def _gemini(config: ProviderConfig, seed: int, state_dir: Path | None) -> Provid
 def _local(config: ProviderConfig, seed: int, state_dir: Path | None) -> Provider:
     from mafine.providers.local import LocalProvider
 
-    return LocalProvider(config, seed)
+    return LocalProvider(
+        config.model,
+        config.local,
+        max_concurrency=config.max_concurrency,
+        run_dir=state_dir,
+    )
 
 
 open_gemini = closing(_gemini)

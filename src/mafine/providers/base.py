@@ -67,6 +67,9 @@ class TuningSpec:
     epochs: int
     learning_rate_multiplier: float
     adapter_size: int
+    # The training seed, from the run seed and the model's role (seeds.tuning_seed), for
+    # providers that seed their training (local); never from a path.
+    seed: int = 0
 
 
 @dataclass(frozen=True)

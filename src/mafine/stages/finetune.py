@@ -14,6 +14,7 @@ from mafine.errors import MafineError
 from mafine.jsonl import read_rows, write_rows
 from mafine.providers.base import Provider, TuningSpec
 from mafine.rundir import RunDir
+from mafine.seeds import tuning_seed
 from mafine.stages.roster import load_records
 from mafine.stages.stage import tuning_stage
 from mafine.ui import console
@@ -115,6 +116,7 @@ def _spec(run: RunDir, iteration: int, record: ModelRecord) -> TuningSpec:
         epochs=config.finetune.epochs,
         learning_rate_multiplier=config.finetune.learning_rate_multiplier,
         adapter_size=config.finetune.adapter_size,
+        seed=tuning_seed(config.seed, iteration, record.agent, record.role),
     )
 
 

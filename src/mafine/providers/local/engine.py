@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-import transformers
 from peft import PeftModel
+from rich.console import Console
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -29,10 +29,10 @@ from transformers import (
 
 from mafine.artifacts import Message
 from mafine.errors import MafineError
+from mafine.providers.local.layout import ADAPTER_CONFIG, in_run
+from mafine.providers.local.models import dtype_kwarg, first_line, model_directory
 from mafine.providers.local.rows import GenResult, GenRow, ScoreRow
 from mafine.providers.local.settings import LocalSettings
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,11 +60,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         major, _ = torch.cuda.get_device_capability(device)
         return torch.bfloat16 if major >= 8 else torch.float16
     return torch.float32
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class _RowSampler(LogitsProcessor):
@@ -123,20 +118,28 @@ class _RowLimits(StoppingCriteria):
 class Engine:
     """The base model, its tokenizer and the LoRA adapters loaded on it."""
 
-    def __init__(self, model_id: str, settings: LocalSettings, seed: int) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        settings: LocalSettings,
+        console: Console,
+        run_dir: Path | None = None,
+    ) -> None:
         self.base_name = model_id
         self.settings = settings
-        self.seed = seed
+        self.run_dir = run_dir
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         remote = settings.trust_remote_code
+        cache = Path(settings.model_cache_dir) if settings.model_cache_dir else None
+        source = model_directory(model_id, cache, console)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=remote)
+            self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=remote)
             model = AutoModelForCausalLM.from_pretrained(
-                model_id, trust_remote_code=remote, **_dtype_kwarg(self.dtype)
+                source, trust_remote_code=remote, **dtype_kwarg(self.dtype)
             )
         except (OSError, ValueError) as exc:
-            raise MafineError(f"cannot load local model {model_id!r}: {_first_line(exc)}") from None
+            raise MafineError(f"cannot load local model {model_id!r}: {first_line(exc)}") from None
         if not getattr(self.tokenizer, "chat_template", None):
             raise MafineError(
                 f"{model_id}: the tokenizer has no chat template; use an instruct or chat model"
@@ -183,8 +186,8 @@ class Engine:
         if name in self.adapters:
             self.adapters.move_to_end(name)
             return self.adapters[name]
-        path = Path(name)
-        if not (path / ADAPTER_CONFIG).is_file():
+        path = self.adapter_path(name)
+        if path is None:
             raise MafineError(
                 f"unknown local model {name!r}: neither the base model ({self.base_name}) "
                 f"nor a LoRA adapter directory (with {ADAPTER_CONFIG})"
@@ -192,6 +195,11 @@ class Engine:
         adapter = self.load_adapter(path, self.new_adapter_name("a"), trainable=False)
         self.register(name, adapter)
         return adapter
+
+    def adapter_path(self, name: str) -> Path | None:
+        """The adapter directory `name` names (relative names are inside the run directory)."""
+        path = in_run(name, self.run_dir)
+        return path if (path / ADAPTER_CONFIG).is_file() else None
 
     def register(self, name: str, adapter: str) -> None:
         """Serve `name` with the loaded peft adapter `adapter`; unload the least recently
@@ -231,7 +239,7 @@ class Engine:
                     self.peft.load_adapter(str(path), adapter_name=adapter, is_trainable=trainable)
         except (OSError, ValueError, KeyError) as exc:
             raise MafineError(
-                f"cannot load LoRA adapter {str(path)!r}: {_first_line(exc)}"
+                f"cannot load LoRA adapter {str(path)!r}: {first_line(exc)}"
             ) from None
         self.model.eval()
         self.freeze()
@@ -442,12 +450,6 @@ def _linear_module_names(model) -> list[str]:
         if isinstance(module, torch.nn.Linear) and module is not head
     }
     return sorted(names)
-
-
-def _dtype_kwarg(dtype: torch.dtype) -> dict:
-    """transformers renamed from_pretrained's `torch_dtype` to `dtype` in 4.56."""
-    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

@@ -10,11 +10,13 @@ import asyncio
 import dataclasses
 import importlib
 import json
+import subprocess
+import sys
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
@@ -30,23 +32,25 @@ from mafine.providers.base import (
     TuningStatus,
 )
 from mafine.providers.local.batcher import Batcher
+from mafine.providers.local.layout import (
+    ADAPTER_CONFIG,
+    ADAPTER_DIR,
+    DONE_FILE,
+    JOB_FILE,
+    in_run,
+    run_relative,
+)
 from mafine.providers.local.rows import GenResult, GenRow, ScoreRow
 from mafine.providers.local.settings import LocalSettings
 from mafine.seeds import local_row_seed
 
-if TYPE_CHECKING:
-    from mafine.providers.settings import ProviderConfig
-
 EXTRA_MESSAGE = "the local provider needs the 'local' extra: pip install 'mafine[local]'"
-JOB_FILE = "job.json"
-DONE_FILE = "DONE.json"  # written last, atomically: the adapter is finished
-ADAPTER_DIR = "adapter"  # inside TuningSpec.output_dir
 
 
 def require_extra() -> None:
     """Raise the one-line MafineError naming the extra when torch, transformers or peft is
     missing."""
-    for module in ("torch", "transformers", "peft"):
+    for module in ("torch", "transformers", "peft", "trl"):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -65,35 +69,38 @@ class LocalStats:
 
 
 class LocalProvider(ProviderBase):
-    """The Provider protocol on a local open model (transformers + peft)."""
+    """The Provider protocol on a local open model (transformers + peft + trl)."""
 
     name = "local"
     capabilities = Capabilities(tuning=True, scoring=True)
 
     def __init__(
-        self, config: ProviderConfig, seed: int, *, console: Console | None = None
+        self,
+        model: str,
+        settings: LocalSettings | None = None,
+        *,
+        max_concurrency: int = 16,
+        run_dir: Path | None = None,
+        console: Console | None = None,
     ) -> None:
+        """`model` is the base (a hub id, a directory, a GGUF file or pkg:<package>/<file>);
+        `run_dir` is the run directory: adapters trained inside it are named relative to it."""
         require_extra()
-        settings = getattr(config, "local", None)
-        if settings is None:
-            settings = LocalSettings()
-        elif not isinstance(settings, LocalSettings):
-            settings = LocalSettings.model_validate(settings)
-        self.settings: LocalSettings = settings
-        self.model = config.model
-        self.max_concurrency = config.max_concurrency
-        self.seed = seed
+        self.settings = settings or LocalSettings()
+        self.model = model
+        self.max_concurrency = max_concurrency
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.console = console or ui.console
         self.stats = LocalStats()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mafine-local")
         self._engine: Any = None  # loaded on first use, on the worker thread
         self._jobs: dict[str, TuningSpec] = {}
-        window = settings.batch_window_ms / 1000
+        window = self.settings.batch_window_ms / 1000
         self._generate_batches = Batcher(
-            self._run_generate, self._executor, settings.batch_size, window
+            self._run_generate, self._executor, self.settings.batch_size, window
         )
         self._score_batches = Batcher(
-            self._run_score, self._executor, settings.score_batch_size, window
+            self._run_score, self._executor, self.settings.score_batch_size, window
         )
 
     # ----------------------------------------------------------------- generation
@@ -129,7 +136,7 @@ class LocalProvider(ProviderBase):
         if self._engine is None:
             from mafine.providers.local.engine import Engine
 
-            self._engine = Engine(self.model, self.settings, self.seed)
+            self._engine = Engine(self.model, self.settings, self.console, self.run_dir)
         return self._engine
 
     def _run_generate(self, model: Hashable, rows: list[GenRow]) -> list[GenResult]:
@@ -147,9 +154,10 @@ class LocalProvider(ProviderBase):
     # ----------------------------------------------------------------- tuning
 
     def start_tuning(self, spec: TuningSpec) -> str:
-        """Record the job in its output directory; training happens in poll_tuning."""
+        """Record the job in its output directory; training happens in poll_tuning. The job
+        is named like a model: relative to the run directory when inside it."""
         out = Path(spec.output_dir)
-        job = str(out)
+        job = run_relative(out, self.run_dir)
         self._jobs[job] = spec
         if not (out / DONE_FILE).is_file():
             out.mkdir(parents=True, exist_ok=True)
@@ -158,36 +166,69 @@ class LocalProvider(ProviderBase):
                 for f in dataclasses.fields(spec)
                 for v in [getattr(spec, f.name)]
             }
+            data["base_model"] = self.model
+            data["local_settings"] = self.settings.model_dump(mode="json")
             write_text_atomic(out / JOB_FILE, json.dumps(data, indent=2) + "\n")
         return job
 
     def poll_tuning(self, job_name: str) -> TuningStatus:
         """Train the adapter unless it is finished (blocking), then report it."""
-        out = Path(job_name)
+        out = in_run(job_name, self.run_dir)
         if not (out / DONE_FILE).is_file():
-            spec = self._jobs.get(job_name) or _read_job(out)
+            spec = self._jobs.get(job_name) or read_job(out)
             if spec is None:
                 return TuningStatus(
                     state="failed", error=f"unknown local tuning job {job_name}: no {JOB_FILE}"
                 )
-            from mafine.providers.local.training import BadTrainingData
+            from mafine.providers.local.sft_data import BadTrainingData
 
             try:
                 self._executor.submit(self._train, spec).result()
             except BadTrainingData as exc:
                 return TuningStatus(state="failed", error=str(exc))
         adapter = out / ADAPTER_DIR
-        if not (adapter / "adapter_config.json").is_file():
+        if not (adapter / ADAPTER_CONFIG).is_file():
             return TuningStatus(
                 state="failed", error=f"{out / DONE_FILE} exists but {adapter} holds no adapter"
             )
-        return TuningStatus(state="succeeded", serving_model=str(adapter), checkpoint=str(adapter))
+        name = run_relative(adapter, self.run_dir)
+        return TuningStatus(state="succeeded", serving_model=name, checkpoint=name)
 
     def _train(self, spec: TuningSpec) -> None:
-        from mafine.providers.local.training import train_adapter
+        if self.settings.train_processes > 1:
+            self._train_data_parallel(Path(spec.output_dir))
+        else:
+            from mafine.providers.local.training import train_adapter
 
-        train_adapter(self._engine_now(), spec, self.seed, self.console)
+            train_adapter(self._engine_now(), spec, self.console)
         self.stats.trainings += 1
+
+    def _train_data_parallel(self, out: Path) -> None:
+        """Train in `train_processes` processes with torch distributed (torchrun): the same
+        TRL trainer, data-parallel; this process loads the adapter from disk when asked."""
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={self.settings.train_processes}",
+            "-m",
+            "mafine.providers.local.train_job",
+            str(out),
+        ]
+        if self.run_dir is not None:
+            command += ["--run-dir", str(self.run_dir)]
+        self.console.print(
+            f"tuning in {self.settings.train_processes} processes: torchrun ... {out}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        done = subprocess.run(command, check=False)
+        if done.returncode != 0 or not (out / DONE_FILE).is_file():
+            raise MafineError(
+                f"data-parallel tuning of {out} failed (exit {done.returncode}); "
+                "its output is above"
+            )
 
     async def aclose(self) -> None:
         """Free the model and stop the worker thread (after any batch in flight)."""
@@ -201,7 +242,8 @@ class LocalProvider(ProviderBase):
         self._executor.shutdown(wait=True)
 
 
-def _read_job(out: Path) -> TuningSpec | None:
+def read_job(out: Path) -> TuningSpec | None:
+    """The spec a job directory's job.json records (None when there is none)."""
     path = out / JOB_FILE
     if not path.is_file():
         return None

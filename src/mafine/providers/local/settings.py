@@ -27,6 +27,11 @@ class LocalSettings(BaseModel):
         "(e.g. a T4), float32 on cpu and mps",
     )
     trust_remote_code: bool = Field(False, description="let transformers run a model's own code")
+    model_cache_dir: str | None = Field(
+        None,
+        description="where dequantised GGUF models are cached, one per file content "
+        "(default: $XDG_CACHE_HOME/mafine/models, else ~/.cache/mafine/models)",
+    )
 
     # Generation.
     batch_size: int = Field(16, ge=1, description="rows per batched generate call")
@@ -67,6 +72,12 @@ class LocalSettings(BaseModel):
         2048, ge=16, description="longer training examples are cut at the end (counted, logged)"
     )
     gradient_checkpointing: bool = Field(False, description="less memory, about 30% slower")
+    train_processes: int = Field(
+        1,
+        ge=1,
+        description="data-parallel training processes (torchrun; one per GPU, or CPU "
+        "processes); 1 trains in the provider's own process on the loaded model",
+    )
     log_every: int = Field(
         10,
         ge=1,
