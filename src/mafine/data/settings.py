@@ -141,70 +141,55 @@ class DataConfig(Strict):
 
 
 # The builtin kinds and hub data sets (readers imported on first use).
-SOURCES.register(
-    SourceKind(
-        "deepmind",
-        DeepMindSource,
-        records="mafine.data.deepmind:source_records",
-        describe="mafine.data.deepmind:describe",
-        help="DeepMind's mathematics-dataset generator, offline",
+for _kind, _model, _help in (
+    ("deepmind", DeepMindSource, "DeepMind's mathematics-dataset generator, offline"),
+    ("file", FileSource, "a local JSONL, CSV or parquet file"),
+    ("hub", HubSource, "a Hugging Face hub data set, or a local copy of one"),
+):
+    _reader = {"deepmind": "deepmind", "file": "files", "hub": "hub"}[_kind]
+    SOURCES.register(
+        SourceKind(
+            _kind,
+            _model,
+            records=f"mafine.data.{_reader}:source_records",
+            describe=f"mafine.data.{_reader}:describe",
+            help=_help,
+        )
     )
-)
-SOURCES.register(
-    SourceKind(
-        "file",
-        FileSource,
-        records="mafine.data.files:source_records",
-        describe="mafine.data.files:describe",
-        help="a local JSONL, CSV or parquet file",
-    )
-)
-SOURCES.register(
-    SourceKind(
-        "hub",
-        HubSource,
-        records="mafine.data.hub:iter_hub",
-        describe="mafine.data.hub:describe",
-        help="a Hugging Face hub data set, or a local copy of one",
-    )
-)
-HUB_DATASETS.register(
+
+_BOTH = ("train", "test")
+for _dataset in (
     HubDataset(
         "deepmind",
-        repo="deepmind/math_dataset",
-        splits=("train", "test"),
-        parser="mafine.data.hub:parse_deepmind",
-        configs=lambda source: [source.module],
+        "deepmind/math_dataset",
+        _BOTH,
+        "mafine.data.hub:parse_deepmind",
+        lambda source: [source.module],
         needs_module=True,
-    )
-)
-HUB_DATASETS.register(
+    ),
     HubDataset(
         "math",
-        repo="EleutherAI/hendrycks_math",
-        splits=("train", "test"),
-        parser="mafine.data.hub:parse_math",
-        configs=lambda source: list(dict.fromkeys(source.subjects or MATH_SUBJECTS)),
+        "EleutherAI/hendrycks_math",
+        _BOTH,
+        "mafine.data.hub:parse_math",
+        lambda source: list(dict.fromkeys(source.subjects or MATH_SUBJECTS)),
         filters=True,
         subject_configs=True,
-    )
-)
-HUB_DATASETS.register(
+    ),
     HubDataset(
         "math500",
-        repo="HuggingFaceH4/MATH-500",
-        splits=("test",),
-        parser="mafine.data.hub:parse_math",
-        configs=lambda source: [None],
+        "HuggingFaceH4/MATH-500",
+        ("test",),
+        "mafine.data.hub:parse_math",
+        lambda source: [None],
         filters=True,
-    )
-)
-HUB_DATASETS.register(
+    ),
     HubDataset(
         "gsm8k",
-        repo="openai/gsm8k",
-        splits=("train", "test"),
-        parser="mafine.data.hub:parse_gsm8k",
-        configs=lambda source: [GSM8K_CONFIG],
-    )
-)
+        "openai/gsm8k",
+        _BOTH,
+        "mafine.data.hub:parse_gsm8k",
+        lambda source: [GSM8K_CONFIG],
+    ),
+):
+    HUB_DATASETS.register(_dataset)

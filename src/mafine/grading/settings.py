@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mafine.schema import MUTABLE
+from mafine.schema import mutable_field
 
 GraderName = Literal["string", "numeric", "sympy", "math_verify", "auto"]
 FallbackRule = Literal["final_answer", "last_number"]
@@ -26,11 +26,10 @@ class GradingConfig(BaseModel):
     timeout_s: float = Field(
         5.0, gt=0.0, le=600.0, description="per-pair limit of a symbolic check; then not equal"
     )
-    workers: int | None = Field(
+    workers: int | None = mutable_field(
         None,
         ge=0,
         description="processes for symbolic graders; None: one per core; 0: in this process",
-        json_schema_extra=MUTABLE,
     )
     answer_style: Literal["detect", "numeric", "latex"] = Field(
         "detect",
@@ -42,9 +41,7 @@ class GradingConfig(BaseModel):
     max_answer_chars: int = Field(
         1000, ge=1, description="longer answers are judged not equal without a symbolic check"
     )
-    cache_size: int = Field(
-        100_000, ge=0, description="verdicts remembered per grader", json_schema_extra=MUTABLE
-    )
+    cache_size: int = mutable_field(100_000, ge=0, description="verdicts remembered per grader")
 
     @field_validator("fallbacks")
     @classmethod
