@@ -30,7 +30,7 @@ class SourceKind:
 class HubDataset:
     name: str  # `dataset` of a hub source
     repo: str  # the hub repository
-    splits: tuple[str, ...]  # the first is the one error messages suggest
+    splits: tuple[str, ...]  # the hub splits a source may name
     parser: str | Callable[..., Any]  # (source, name, parts) -> (count, parse(index) -> Record)
     configs: Callable[[Any], list[str | None]]  # the hub configs a source reads
     needs_module: bool = False  # deepmind: `module` names the hub config

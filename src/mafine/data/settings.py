@@ -59,8 +59,10 @@ class HubSource(SourceSettings):
 
     kind: Literal["hub"] = "hub"
     dataset: str = Field(description="a registered hub data set: deepmind, math, math500, gsm8k")
-    split: Literal["train", "test"] = Field(
-        "test", description="deepmind: train = easy+medium+hard, test = interpolate"
+    split: str = Field(
+        "test",
+        description="one of the data set's splits (train, test); "
+        "deepmind: train = easy+medium+hard, test = interpolate",
     )
     module: str | None = Field(None, description="deepmind only: the module, its hub config")
     subjects: list[str] | None = Field(
@@ -98,7 +100,8 @@ class HubSource(SourceSettings):
                 if getattr(self, key) is not None:
                     raise ValueError(f"{key} is for datasets math and math500 only, not {name}")
         if self.split not in entry.splits:
-            raise ValueError(f"dataset {name} has no split {self.split!r}; use {entry.splits[0]}")
+            splits = " or ".join(entry.splits)
+            raise ValueError(f"dataset {name} has no split {self.split!r}; use {splits}")
         if self.subjects is not None:
             if not self.subjects:
                 raise ValueError("subjects is empty; name at least one or leave it out")
