@@ -156,6 +156,8 @@ class Config(Strict):
 # Keys that may change between invocations on one run directory: they change how a run
 # proceeds, never what it produces (more iterations extend a run; limits pace it).
 MUTABLE_KEYS = mutable_keys(Config)
+# Keys that only pace a run: runs that differ only in them are one experiment (`mafine report`).
+PACE_KEYS = frozenset(key for key in MUTABLE_KEYS if key != "iterations")
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> Config:
