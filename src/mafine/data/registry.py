@@ -23,7 +23,6 @@ class SourceKind:
     settings: type  # its pydantic settings model, with `kind: Literal[name]`
     records: str | Callable[..., Any]  # (source, seed) -> Iterator[Record], in a seeded order
     describe: str | Callable[..., str]  # (source) -> a short human name of the source
-    help: str = ""
 
 
 @dataclass(frozen=True)

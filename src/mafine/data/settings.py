@@ -144,19 +144,14 @@ class DataConfig(Strict):
 
 
 # The builtin kinds and hub data sets (readers imported on first use).
-for _kind, _model, _help in (
-    ("deepmind", DeepMindSource, "DeepMind's mathematics-dataset generator, offline"),
-    ("file", FileSource, "a local JSONL, CSV or parquet file"),
-    ("hub", HubSource, "a Hugging Face hub data set, or a local copy of one"),
+for _kind, _model, _reader in (
+    ("deepmind", DeepMindSource, "mafine.data.deepmind"),  # the generator, offline
+    ("file", FileSource, "mafine.data.files"),  # a local JSONL, CSV or parquet file
+    ("hub", HubSource, "mafine.data.hub"),  # a Hugging Face hub data set, or a local copy
 ):
-    _reader = {"deepmind": "deepmind", "file": "files", "hub": "hub"}[_kind]
     SOURCES.register(
         SourceKind(
-            _kind,
-            _model,
-            records=f"mafine.data.{_reader}:source_records",
-            describe=f"mafine.data.{_reader}:describe",
-            help=_help,
+            _kind, _model, records=f"{_reader}:source_records", describe=f"{_reader}:describe"
         )
     )
 

@@ -177,7 +177,6 @@ PROVIDERS.register(
             tuning=True, embedding=True, batch=config.gemini.batch
         ),
         priced=True,
-        help="the production gemini provider against an offline fake Gemini",
     )
 )
 PROVIDERS.register(
@@ -188,7 +187,6 @@ PROVIDERS.register(
             tuning=config.gemini.vertex, embedding=True, batch=config.gemini.batch
         ),
         priced=True,
-        help="Google Gemini, through the Gemini API or Vertex AI",
         tuning_hint="Gemini tuning runs on Vertex AI only: set provider.gemini.vertex=true with "
         "a project and provider.gemini.tuning_bucket, or use provider.name=local to tune an "
         "open model",
@@ -199,6 +197,5 @@ PROVIDERS.register(
         "local",
         open="mafine.providers:open_local",
         capabilities=lambda config: Capabilities(tuning=True, scoring=True),
-        help="a local open model (transformers + peft; the 'local' extra)",
     )
 )
