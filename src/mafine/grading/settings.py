@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from mafine.grading.registry import GRADERS
-from mafine.schema import MUTABLE, describe_validation_error
+from mafine.schema import describe_validation_error, mutable_field
 
 FallbackRule = Literal["final_answer", "last_number"]
 SymbolicGrader = Literal["sympy", "math_verify"]  # what auto asks about non-numbers
@@ -35,11 +35,10 @@ class GradingConfig(BaseModel):
     timeout_s: float = Field(
         5.0, gt=0.0, le=600.0, description="per-pair limit of a symbolic check; then not equal"
     )
-    workers: int | None = Field(
+    workers: int | None = mutable_field(
         None,
         ge=0,
         description="processes for symbolic graders; None: one per core; 0: in this process",
-        json_schema_extra=MUTABLE,
     )
     answer_style: Literal["detect", "numeric", "latex"] = Field(
         "detect",
@@ -53,9 +52,7 @@ class GradingConfig(BaseModel):
     max_answer_chars: int = Field(
         1000, ge=1, description="longer answers are judged not equal without a symbolic check"
     )
-    cache_size: int = Field(
-        100_000, ge=0, description="verdicts remembered per grader", json_schema_extra=MUTABLE
-    )
+    cache_size: int = mutable_field(100_000, ge=0, description="verdicts remembered per grader")
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="options of the graders that take them, by grader name (checked against "
