@@ -32,6 +32,7 @@ def test_gemini_embedder_works_in_batch_mode(tmp_path: Path) -> None:
 
     capabilities, embedder = asyncio.run(tools())
     assert capabilities == Capabilities(tuning=True, embedding=True, batch=True)
+    assert capabilities == config.provider.capabilities  # what the registry declared up front
     assert isinstance(embedder, GeminiEmbedder)
 
 

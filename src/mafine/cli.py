@@ -7,18 +7,17 @@ Heavy packages (google-genai, datasets, torch) are imported inside the commands,
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from mafine.config import Config
     from mafine.grading.settings import GradingConfig
-    from mafine.pipeline import Session
     from mafine.rundir import RunDir
+    from mafine.stages.session import Session
 
 app = typer.Typer(
     name="mafine",
@@ -33,7 +32,7 @@ ConfigArg = Annotated[
     Path, typer.Argument(help="The experiment's YAML config.", show_default=False)
 ]
 SetOption = Annotated[
-    Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+    list[str] | None,
     typer.Option("--set", help="Override a config value: key.path=value (repeatable)."),
 ]
 IterationOption = Annotated[int, typer.Option("--iteration", "-i", help="Iteration (1-based).")]
@@ -80,7 +79,7 @@ def _with_session(
     overrides: list[str] | None,
     work: Callable[[Session], Coroutine[Any, Any, Any]],
 ) -> Any:
-    from mafine.pipeline import open_session
+    from mafine.stages.session import open_session
 
     def in_run(run: RunDir) -> Any:
         async def main() -> Any:
@@ -108,11 +107,11 @@ def debate(
     split: Annotated[str, typer.Option(help="train or eval.")] = "train",
 ) -> None:
     """Debate a split: train with the previous iteration's models, eval with this one's."""
-    from mafine.pipeline import debate_stage
+    from mafine.stages.debate import debate_split
 
     if split not in ("train", "eval"):
         _fail(f"--split must be train or eval, not {split!r}", 2)
-    _with_session(config, set_, lambda session: debate_stage(session, iteration, split))
+    _with_session(config, set_, lambda session: debate_split(session, iteration, split))
 
 
 @app.command("build-sft")
@@ -127,9 +126,11 @@ def build_sft(config: ConfigArg, set_: SetOption = None, iteration: IterationOpt
 @app.command()
 def finetune(config: ConfigArg, set_: SetOption = None, iteration: IterationOption = 1) -> None:
     """Tune every agent model with data (one job each); reruns poll, never resubmit."""
-    from mafine.pipeline import finetune_stage
+    from mafine.stages.finetune import finetune as run_finetune
 
-    _with_session(config, set_, lambda session: finetune_stage(session, iteration))
+    _with_session(
+        config, set_, lambda session: run_finetune(session.run, session.provider, iteration)
+    )
 
 
 @app.command()
@@ -148,7 +149,7 @@ def evaluate(
         ),
     ] = False,
     grader: Annotated[
-        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
+        str | None,
         typer.Option(help="Grader for --regrade: string, numeric, sympy, math_verify, auto."),
     ] = None,
 ) -> None:
@@ -163,8 +164,8 @@ def evaluate(
 
     def regrade_run(run: RunDir) -> None:
         from mafine.grading import get_grader
-        from mafine.pipeline import variant_runs
         from mafine.stages.evaluate import regrade as regrade_results
+        from mafine.stages.session import variant_runs
 
         grading = _grading(run.config.grading, grader)
         with get_grader(grading) as chosen, variant_runs(run) as variants:
@@ -186,14 +187,14 @@ def grade(
         str, typer.Option(help="string, numeric, sympy, math_verify or auto.")
     ] = "string",
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option("--output", "-o", help="Write one graded row per input row, in order."),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the tie-breaks when re-voting transcripts (the run's).")
     ] = 0,
     fallback: Annotated[
-        Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+        list[str] | None,
         typer.Option(
             help="Rule tried when a response has no boxed answer: final_answer or last_number."
         ),
@@ -218,9 +219,9 @@ def _grading(
     """The grading config with a grader (and fallbacks) chosen on the command line."""
     from pydantic import ValidationError
 
-    from mafine.config import describe_validation_error
     from mafine.errors import MafineError
     from mafine.grading.settings import GradingConfig
+    from mafine.schema import describe_validation_error
 
     raw = base.model_dump()
     if grader is not None:
@@ -248,7 +249,7 @@ def report(
         typer.Argument(help="Run directories (or their metrics.json).", show_default=False),
     ],
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option(
             "--output",
             "-o",
@@ -280,16 +281,16 @@ def report(
 def sweep(
     config: ConfigArg,
     grid: Annotated[
-        Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+        list[str] | None,
         typer.Option("--grid", help="A swept key and its values: key.path=v1,v2 (repeatable)."),
     ] = None,
     seeds: Annotated[
-        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
+        str | None,
         typer.Option("--seeds", help="Seeds to run every point with, e.g. 0,1,2."),
     ] = None,
     set_: SetOption = None,
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option(
             "--output", "-o", help="Comparison markdown [default: RUN_DIR/sweep/comparison.md]."
         ),
@@ -301,7 +302,7 @@ def sweep(
     """Run a grid of configs into RUN_DIR/sweep/<key=value,...>, skipping finished points."""
 
     def body() -> None:
-        from mafine.analysis.sweep import sweep as run_sweep
+        from mafine.sweep import sweep as run_sweep
 
         if not grid and seeds is None:
             _fail("give at least one --grid key=v1,v2 or --seeds", 2)
@@ -389,7 +390,7 @@ def fake_gemini(
         bool, typer.Option(help="Answer every generation with a per-day quota 429.")
     ] = False,
     requests_per_minute: Annotated[
-        Optional[int],  # noqa: UP045 - typer reads this annotation at runtime
+        int | None,
         typer.Option(help="Answer 429 past this many generations in 60 s."),
     ] = None,
     state_dir: Annotated[
@@ -406,9 +407,10 @@ def fake_gemini(
     def body() -> None:
         from pydantic import ValidationError
 
-        from mafine.config import FakeSettings, describe_validation_error
         from mafine.errors import MafineError
         from mafine.providers.fake_gemini import FakeGemini
+        from mafine.providers.settings import FakeSettings
+        from mafine.schema import describe_validation_error
         from mafine.ui import console
 
         try:
@@ -433,11 +435,3 @@ def fake_gemini(
         fake.serve_forever()
 
     _guarded(body)
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

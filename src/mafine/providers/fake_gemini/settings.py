@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from mafine.schema import MUTABLE, Strict
 
 FaultKind = Literal[
     "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety", "malformed",
@@ -15,10 +17,8 @@ FaultKind = Literal[
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 
-class FakeSettings(BaseModel):
+class FakeSettings(Strict):
     """Behaviour of the offline fake Gemini (see `mafine fake-gemini`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     error_rate: float = Field(0.25, ge=0.0, le=1.0)
     adopt_majority: float = Field(0.8, ge=0.0, le=1.0)
@@ -39,20 +39,40 @@ class FakeSettings(BaseModel):
         description="serve Gemini 3 base models on Vertex only from global/us/eu, as Vertex "
         "does (a single region answers 404)",
     )
-    batch_polls: int = Field(1, ge=0, description="polls before a fake batch job finishes")
+    batch_polls: int = Field(
+        1, ge=0, description="polls before a fake batch job finishes", json_schema_extra=MUTABLE
+    )
     # Latency and fault injection (all deterministic per request and attempt).
-    latency_s: float = Field(0.0, ge=0.0, description="added to every generation request")
+    latency_s: float = Field(
+        0.0, ge=0.0, description="added to every generation request", json_schema_extra=MUTABLE
+    )
     fault_rate: float = Field(
-        0.0, ge=0.0, le=1.0, description="share of generation attempts answered with a fault"
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of generation attempts answered with a fault",
+        json_schema_extra=MUTABLE,
     )
     fault_kinds: list[FaultKind] = Field(
         default_factory=lambda: list(FAULT_KINDS),
         description="faults drawn from (uniformly) when an attempt is faulty",
+        json_schema_extra=MUTABLE,
     )
-    fault_seed: int = Field(0, description="seeds the draw of faulty attempts")
-    retry_delay_s: float = Field(1.0, ge=0.0, description="RetryInfo delay of an injected 429")
-    hang_s: float = Field(30.0, ge=0.0, description="how long an injected hang lasts")
-    daily_quota: bool = Field(False, description="answer every generation with a per-day 429")
+    fault_seed: int = Field(
+        0, description="seeds the draw of faulty attempts", json_schema_extra=MUTABLE
+    )
+    retry_delay_s: float = Field(
+        1.0, ge=0.0, description="RetryInfo delay of an injected 429", json_schema_extra=MUTABLE
+    )
+    hang_s: float = Field(
+        30.0, ge=0.0, description="how long an injected hang lasts", json_schema_extra=MUTABLE
+    )
+    daily_quota: bool = Field(
+        False, description="answer every generation with a per-day 429", json_schema_extra=MUTABLE
+    )
     requests_per_minute: int | None = Field(
-        None, ge=1, description="server-side limit: 429 past this many requests in 60 s"
+        None,
+        ge=1,
+        description="server-side limit: 429 past this many requests in 60 s",
+        json_schema_extra=MUTABLE,
     )

@@ -186,8 +186,9 @@ def is_finished(config: Config) -> bool:
 
 def run_one(config: Config) -> Any:
     """One run, exactly as `mafine run` does it."""
-    from mafine.pipeline import open_session, run_all
+    from mafine.pipeline import run_all
     from mafine.rundir import RunDir
+    from mafine.stages.session import open_session
 
     with RunDir.open(config) as run:
 

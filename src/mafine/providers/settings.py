@@ -1,0 +1,110 @@
+"""The provider section of the config: which backend, its model, limits and its settings.
+
+Each builtin provider's settings are a section of `ProviderConfig`; a provider registered
+later brings its own settings model, accepted as `provider.<name>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from mafine.providers.base import Capabilities
+from mafine.providers.fake_gemini.settings import FakeSettings
+from mafine.providers.gemini.settings import GeminiSettings
+from mafine.providers.local.settings import LocalSettings
+from mafine.providers.registry import PROVIDERS, ProviderEntry
+from mafine.schema import MUTABLE, Strict
+
+
+class ProviderConfig(Strict):
+    """`provider`: the backend (a registered name), its model and limits, and the settings of
+    each provider; a registered provider with its own settings model adds `provider.<name>`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field("fake", description="a registered provider: fake, gemini, local, ...")
+    model: str = "gemini-3.1-flash-lite"
+    max_concurrency: int = Field(8, ge=1, json_schema_extra=MUTABLE)
+    timeout_s: float = Field(120.0, gt=0.0, json_schema_extra=MUTABLE)
+    gemini: GeminiSettings = Field(default_factory=GeminiSettings)
+    fake: FakeSettings = Field(default_factory=FakeSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        PROVIDERS.get(name)
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, raw: Any) -> Any:
+        """Validate `provider.<name>` sections of registered providers; refuse other keys."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        for key, value in raw.items():
+            if key in cls.model_fields:
+                continue
+            entry = PROVIDERS.get(key) if key in PROVIDERS else None
+            if entry is None or entry.settings is None:
+                raise ValueError(f"unknown key provider.{key}")
+            raw[key] = entry.settings.model_validate(value)
+        return raw
+
+    @property
+    def entry(self) -> ProviderEntry:
+        return PROVIDERS.get(self.name)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the configured provider can do with these settings (before it is opened)."""
+        return self.entry.capabilities(self)
+
+    def settings_of(self, name: str) -> Any:
+        """The `provider.<name>` section of a registered provider with its own settings (its
+        defaults when the config leaves it out)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        given = (self.__pydantic_extra__ or {}).get(name)
+        if given is not None:
+            return given
+        settings = PROVIDERS.get(name).settings
+        return settings() if settings is not None else None
+
+
+PROVIDERS.register(
+    ProviderEntry(
+        "fake",
+        open="mafine.providers:open_fake",
+        capabilities=lambda config: Capabilities(
+            tuning=True, embedding=True, batch=config.gemini.batch
+        ),
+        priced=True,
+        help="the production gemini provider against an offline fake Gemini",
+    )
+)
+PROVIDERS.register(
+    ProviderEntry(
+        "gemini",
+        open="mafine.providers:open_gemini",
+        capabilities=lambda config: Capabilities(
+            tuning=config.gemini.vertex, embedding=True, batch=config.gemini.batch
+        ),
+        priced=True,
+        help="Google Gemini, through the Gemini API or Vertex AI",
+        tuning_hint="Gemini tuning runs on Vertex AI only: set provider.gemini.vertex=true with "
+        "a project and provider.gemini.tuning_bucket, or use provider.name=local to tune an "
+        "open model",
+    )
+)
+PROVIDERS.register(
+    ProviderEntry(
+        "local",
+        open="mafine.providers:open_local",
+        capabilities=lambda config: Capabilities(tuning=True, scoring=True),
+        help="a local open model (transformers + peft; the 'local' extra)",
+    )
+)
