@@ -304,16 +304,22 @@ class BatchProvider(ProviderBase):
     ) -> dict[str, Completion | str]:
         client = self.inner.client
         while True:
-            job = await self._call(lambda: client.aio.batches.get(name=job_name), model)
+            job = await self._call(lambda: _get_unless_gone(client, job_name), model)
+            if job is None:
+                self._forget(job_name, keys, "unknown to the service (404 NOT_FOUND)")
+                where = "Vertex AI" if self.inner.vertex else "the Gemini API"
+                raise MafineError(
+                    f"{where} no longer knows batch job {job_name} (404 NOT_FOUND): it was "
+                    "deleted or expired, or the project, location or API key changed since it "
+                    f"was submitted. It is forgotten ({STATE_FILE}): run the same command "
+                    "again to submit its requests again"
+                )
             state = job.state.name if job.state else "JOB_STATE_PENDING"
             if state == "JOB_STATE_SUCCEEDED":
                 break
             if state in ENDED_BADLY:
                 error = job.error.message if job.error and job.error.message else state
-                self._record(BatchRecord(event="failed", job=job_name, error=str(error)))
-                for key in keys:
-                    self._stored.pop(key, None)
-                self._polls.pop(job_name, None)
+                self._forget(job_name, keys, str(error))
                 raise MafineError(
                     f"batch job {job_name} ended {state} ({error}); run the same command again "
                     "to resubmit its requests"
@@ -325,6 +331,13 @@ class BatchProvider(ProviderBase):
             results = _inlined_results(job, keys)
         self._record(BatchRecord(event="finished", job=job_name))
         return results
+
+    def _forget(self, job_name: str, keys: list[str], error: str) -> None:
+        """Record a job as failed: its requests are batched again when next asked for."""
+        self._record(BatchRecord(event="failed", job=job_name, error=error))
+        for key in keys:
+            self._stored.pop(key, None)
+        self._polls.pop(job_name, None)
 
     def _vertex_results(self, job: Any, keys: list[str]) -> dict[str, Completion | str]:
         directory = job.output_info.gcs_output_directory if job.output_info else None
@@ -373,6 +386,18 @@ class BatchProvider(ProviderBase):
         except Exception as exc:
             raise self.inner.user_error(exc, model) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _get_unless_gone(client: Any, job_name: str) -> Any:
+    """The batch job, or None where the service answers 404 (it does not know the job)."""
+    from google.genai import errors
+
+    try:
+        return await client.aio.batches.get(name=job_name)
+    except errors.APIError as exc:
+        if exc.code == 404:
+            return None
+        raise
 
 
 def _inlined_results(job: Any, keys: list[str]) -> dict[str, Completion | str]:

@@ -101,7 +101,21 @@ class VertexTuning:
         return str(found[0].name)
 
     def poll_tuning(self, job_name: str) -> TuningStatus:
-        job = self.control_call(lambda: self._tuning_client.tunings.get(name=job_name), job_name)
+        job = self.control_call(
+            lambda: _unless_not_found(self._tuning_client.tunings.get, job_name), job_name
+        )
+        if job is None:
+            # The stage records the job as failed, and a failed job is submitted again by
+            # the next run: that is the way on, said here because it costs a new job.
+            return TuningStatus(
+                state="failed",
+                error=(
+                    f"Vertex AI no longer knows tuning job {job_name} (404 NOT_FOUND): it was "
+                    "deleted, or provider.gemini.project or tuning_location changed since it was "
+                    "submitted (restore them if so); otherwise the next run forgets it and "
+                    "submits the job again"
+                ),
+            )
         state = job.state.name if job.state else "JOB_STATE_PENDING"
         if state == "JOB_STATE_SUCCEEDED" and job.tuned_model:
             return TuningStatus(
@@ -115,8 +129,9 @@ class VertexTuning:
         return TuningStatus(state="running")
 
     def _vertex_file(self, spec: TuningSpec) -> tuple[Any, str]:
-        """The SFT file in Vertex's format, next to the job's other files; and its digest."""
-        vertex_file = spec.output_dir / f"{spec.display_name}.vertex.jsonl"
+        """The SFT file in Vertex's format, in the job's own directory (named alike wherever
+        the run directory lives); and its digest."""
+        vertex_file = spec.output_dir / "training.vertex.jsonl"
         vertex_file.parent.mkdir(parents=True, exist_ok=True)
         lines = [json.dumps(to_vertex_example(row.messages)) for row in _sft_rows(spec)]
         vertex_file.write_text("".join(line + "\n" for line in lines))
@@ -146,6 +161,18 @@ class VertexTuning:
         client = self.storage_client()
         client.bucket(bucket_name).blob(object_name).upload_from_filename(str(path))
         return f"gs://{bucket_name}/{object_name}"
+
+
+def _unless_not_found(get: Callable[..., Any], name: str) -> Any:
+    """`get(name=name)`, or None where the service answers 404 (it does not know the job)."""
+    from google.genai import errors
+
+    try:
+        return get(name=name)
+    except errors.APIError as exc:
+        if exc.code == 404:
+            return None
+        raise
 
 
 def tuning_display_name(spec: TuningSpec, data_digest: str) -> str:
