@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
+from mafine.providers.gemini.errors import credential_hint
 from mafine.providers.gemini.models import MULTI_REGIONS
 from mafine.providers.limits import classify, resolve_limits
 
@@ -149,11 +150,15 @@ async def _credentials_and_model(provider: GeminiProvider, model: str) -> list[O
         await provider.client.aio.models.count_tokens(model=model, contents=PROBE)
     except Exception as exc:
         error = _as_error(provider, exc, model)
-        if _status(exc) == 404:
+        status = _status(exc)
+        if status == 404:
             return [
                 Outcome("credentials", True, "accepted (the model lookup got past them)"),
                 Outcome("model", False, str(error)),
             ]
+        if status is None:  # no answer at all: credentials not found, or no network
+            hint = credential_hint(provider.connection, provider.settings)
+            return [Outcome("credentials", False, f"{error}; check {hint}")]
         return [Outcome("credentials", False, str(error))]
     return [
         Outcome("credentials", True, f"accepted ({_credentials(provider)})"),
