@@ -289,12 +289,14 @@ def _without_thinking(body: dict[str, Any]) -> str:
 
 
 def base_model(settings: FakeSettings, model: str, purpose: str) -> str:
-    """The served base model's short name, or the 404 of a retired or unknown model."""
+    """The served base model's short name, or the Gemini API's 404 of a retired or unknown
+    model, in its words (openclaw/openclaw#14036, 10up/classifai#926)."""
     name = model.split("/")[-1]
     if name not in settings.models:
         raise FakeError(
             404,
             f"models/{name} is not found for API version v1beta, or is not supported "
-            f"for {purpose}.",
+            f"for {purpose}. Call ListModels to see the list of available models and their "
+            "supported methods.",
         )
     return name
