@@ -53,7 +53,7 @@ def not_found(model: str, connection: Connection) -> MafineError:
             "(or the us/eu multi-regions): set provider.gemini.location=global"
         )
     return MafineError(
-        f"model {model} was not found in {location} (404 NOT_FOUND): the model is the "
+        f"model {model} is not available in {location} (404 NOT_FOUND): the model is the "
         f"problem ({location} serves its family); set provider.model to a current model, "
         "or check that the project may use it (docs/gemini.md says how to list them)"
     )
