@@ -13,7 +13,7 @@ from typing import Literal
 import pytest
 
 from mafine.config import load_config
-from mafine.data.registry import SOURCES, SourceKind
+from mafine.data.registry import HUB_DATASETS, SOURCES, SourceKind
 from mafine.data.settings import SourceSettings
 from mafine.jsonl import read_rows
 from mafine.methods import METHODS, Method
@@ -160,3 +160,20 @@ def test_stages_run_on_a_scripted_provider_given_to_the_session(tmp_path: Path) 
     assert not provider.closed  # the caller owns a provider it gives
     # per problem: 3 first answers, then in round 2 a summary and a critique for each agent
     assert len(provider.requests) == config.data.eval_size * 9
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_the_docs_name_every_builtin_entry() -> None:
+    """The docs' tables are checked against the registries (the builtin entries)."""
+    datasets = (DOCS / "datasets.md").read_text()
+    for name in (*SOURCES.names(), *HUB_DATASETS.names()):
+        assert f"`{name}`" in datasets, name
+    method = (DOCS / "method.md").read_text()
+    for entry in METHODS.entries():
+        if entry.comparable:
+            assert f"`{entry.name}`" in method, entry.name
+    providers = (DOCS / "architecture.md").read_text()
+    for name in PROVIDERS.names():
+        assert f"`{name}`" in providers, name

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from mafine.grading.registry import GRADERS
+
 if TYPE_CHECKING:
     from mafine.config import Config
     from mafine.grading.settings import GradingConfig
@@ -150,7 +152,7 @@ def evaluate(
     ] = False,
     grader: Annotated[
         str | None,
-        typer.Option(help="Grader for --regrade: string, numeric, sympy, math_verify, auto."),
+        typer.Option(help=f"Grader for --regrade: {', '.join(GRADERS.names())}."),
     ] = None,
 ) -> None:
     """Debate the eval split with the iteration's models and compare with the baselines."""
@@ -184,7 +186,7 @@ def grade(
         ),
     ],
     grader: Annotated[
-        str, typer.Option(help="string, numeric, sympy, math_verify or auto.")
+        str, typer.Option(help=f"A registered grader: {', '.join(GRADERS.names())}.")
     ] = "string",
     output: Annotated[
         Path | None,
@@ -203,7 +205,7 @@ def grade(
     """Grade responses with any grader and print the accuracy; sends no request."""
 
     def body() -> None:
-        from mafine.grading.grade_file import grade_file
+        from mafine.grade_file import grade_file
         from mafine.grading.settings import GradingConfig
         from mafine.ui import console
 
@@ -262,14 +264,16 @@ def report(
 
     def body() -> None:
         from mafine.analysis.compare import comparison_table, write_comparison
-        from mafine.analysis.report import load_metrics, results_table
+        from mafine.analysis.metrics import load_metrics
+        from mafine.analysis.report import results_table
+        from mafine.config import PACE_KEYS
         from mafine.ui import console
 
         if len(runs) == 1:
             console.print(results_table(load_metrics(runs[0])))
             if output is None:
                 return
-        path, comparison = write_comparison(runs, output)
+        path, comparison = write_comparison(runs, output, pace_keys=PACE_KEYS)
         if len(runs) > 1:
             console.print(comparison_table(comparison))
         console.print(f"comparison: {path}", markup=False)

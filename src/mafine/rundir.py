@@ -83,10 +83,6 @@ class RunDir:
         return self.iteration_dir(iteration) / "metrics.json"
 
     @property
-    def run_metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
     def report(self) -> Path:
         return self.root / "report.md"
 

@@ -80,7 +80,7 @@ class _Part:
     origin: str  # for messages: the files or the hub config
 
 
-def iter_hub(source: HubSource, seed: int) -> Iterator[Record]:
+def source_records(source: HubSource, seed: int) -> Iterator[Record]:
     """(id, question, answer) records of a hub data set (or its local copy) in a seeded order.
 
     Loading, column checks and filters happen on the call (errors are one-line `MafineError`s

@@ -15,7 +15,7 @@ from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.gemini.settings import GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 from mafine.providers.registry import PROVIDERS, ProviderEntry
-from mafine.schema import MUTABLE, Strict
+from mafine.schema import Strict, mutable_field
 
 
 class ProviderConfig(Strict):
@@ -26,8 +26,8 @@ class ProviderConfig(Strict):
 
     name: str = Field("fake", description="a registered provider: fake, gemini, local, ...")
     model: str = "gemini-3.1-flash-lite"
-    max_concurrency: int = Field(8, ge=1, json_schema_extra=MUTABLE)
-    timeout_s: float = Field(120.0, gt=0.0, json_schema_extra=MUTABLE)
+    max_concurrency: int = mutable_field(8, ge=1)
+    timeout_s: float = mutable_field(120.0, gt=0.0)
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     fake: FakeSettings = Field(default_factory=FakeSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
@@ -83,7 +83,6 @@ PROVIDERS.register(
             tuning=True, embedding=True, batch=config.gemini.batch
         ),
         priced=True,
-        help="the production gemini provider against an offline fake Gemini",
     )
 )
 PROVIDERS.register(
@@ -94,7 +93,6 @@ PROVIDERS.register(
             tuning=config.gemini.vertex, embedding=True, batch=config.gemini.batch
         ),
         priced=True,
-        help="Google Gemini, through the Gemini API or Vertex AI",
         tuning_hint="Gemini tuning runs on Vertex AI only: set provider.gemini.vertex=true with "
         "a project and provider.gemini.tuning_bucket, or use provider.name=local to tune an "
         "open model",
@@ -105,6 +103,5 @@ PROVIDERS.register(
         "local",
         open="mafine.providers:open_local",
         capabilities=lambda config: Capabilities(tuning=True, scoring=True),
-        help="a local open model (transformers + peft; the 'local' extra)",
     )
 )
