@@ -144,7 +144,9 @@ def test_thinking_that_eats_the_cap_leaves_no_text_and_is_warned_about(capsys):
     assert all(c.finish_reason == "MAX_TOKENS" and c.text == "" for c in completions)
     assert completions[0].usage.thoughts_tokens == 100
     assert gemini.finishes.share == 1.0 and gemini.retries["blocked"] == 0
-    assert "100% of 20 responses ended at sampling.max_output_tokens" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "100% of 20 responses ended at sampling.max_output_tokens" in out
+    assert "25 of 25 responses (100%) ended at sampling.max_output_tokens, 25 of them" in out
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ The calls, in order (docs/gemini.md, "First real run"):
    name, so nothing piles up); countTokens on the base model at the tuning location and one
    page of tuning jobs there (tuning). No tuning job is created: only a real job proves a
    model tunable, and that costs money.
-4. when the configured rate is above the lowest tier's (10 requests a minute), a burst of
+4. when the configured rate is above the lowest tier's (`LOWEST_TIER_RPM`), a burst of
    `BURST` tiny requests at once: a key on a lower tier answers 429 (rate).
 
 Every failure is one line with its fix. On the fake provider the same calls go to an
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
+from mafine.providers.gemini.errors import credential_hint
 from mafine.providers.gemini.models import MULTI_REGIONS
-from mafine.providers.limits import classify, resolve_limits
+from mafine.providers.limits import TIER_LIMITS, classify, resolve_limits
 
 if TYPE_CHECKING:
     from mafine.config import Config
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
     from mafine.providers.fake_gemini import FakeGemini
     from mafine.providers.gemini import Connection, GeminiProvider
 
-BURST = 12  # above the free tier's 10 requests a minute (providers.limits.TIER_LIMITS)
-LOWEST_TIER_RPM = 10
+LOWEST_TIER_RPM = TIER_LIMITS["free"][0] or 0.0
+BURST = int(LOWEST_TIER_RPM) + 2  # more than the lowest tier allows in a minute
 PROBE = "Reply with the single word OK."
 PROBE_TOKENS = 64
 CHECK_OBJECT = ".mafine-check"
@@ -149,11 +150,15 @@ async def _credentials_and_model(provider: GeminiProvider, model: str) -> list[O
         await provider.client.aio.models.count_tokens(model=model, contents=PROBE)
     except Exception as exc:
         error = _as_error(provider, exc, model)
-        if _status(exc) == 404:
+        status = _status(exc)
+        if status == 404:
             return [
                 Outcome("credentials", True, "accepted (the model lookup got past them)"),
                 Outcome("model", False, str(error)),
             ]
+        if status is None:  # no answer at all: credentials not found, or no network
+            hint = credential_hint(provider.connection, provider.settings)
+            return [Outcome("credentials", False, f"{error}; check {hint}")]
         return [Outcome("credentials", False, str(error))]
     return [
         Outcome("credentials", True, f"accepted ({_credentials(provider)})"),
@@ -303,7 +308,13 @@ async def _rate(provider: GeminiProvider, config: Config, paced_by_tier: bool) -
         )
     if refused:
         return Outcome("rate", False, str(_as_error(provider, refused[0], config.provider.model)))
-    return Outcome("rate", True, f"{burst} requests at once passed (configured {rpm:g}/min)")
+    return Outcome(
+        "rate",
+        True,
+        f"{burst} requests at once passed: the quota is above the lowest tier's "
+        f"{LOWEST_TIER_RPM:g}/min (the configured {rpm:g}/min itself shows in the run: few "
+        "429 notes)",
+    )
 
 
 def _credentials(provider: GeminiProvider) -> str:

@@ -14,7 +14,7 @@ import json
 import random
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from mafine.providers.fake_gemini import behaviour
 from mafine.providers.fake_gemini.routing import (
@@ -31,8 +31,18 @@ from mafine.providers.fake_gemini.routing import (
 )
 from mafine.providers.fake_gemini.settings import FakeSettings
 
-if TYPE_CHECKING:
-    from mafine.providers.fake_gemini.tuning import TunedModel, Tuning
+
+class TunedModel(Protocol):
+    """What generation reads of a tuned model (`tuning.TunedModel`; tuning imports this
+    module, so it is named here by shape, not imported)."""
+
+    base_model: str
+    memory: dict[str, str]
+
+
+class Tuning(Protocol):
+    def model(self, number: int) -> TunedModel | None: ...
+
 
 _METHOD = r":(?P<method>generateContent|streamGenerateContent)"
 # Gemini 3 and later are served on Vertex AI from `global` and the `us`/`eu` multi-regions,
@@ -279,12 +289,14 @@ def _without_thinking(body: dict[str, Any]) -> str:
 
 
 def base_model(settings: FakeSettings, model: str, purpose: str) -> str:
-    """The served base model's short name, or the 404 of a retired or unknown model."""
+    """The served base model's short name, or the Gemini API's 404 of a retired or unknown
+    model, in its words (openclaw/openclaw#14036, 10up/classifai#926)."""
     name = model.split("/")[-1]
     if name not in settings.models:
         raise FakeError(
             404,
             f"models/{name} is not found for API version v1beta, or is not supported "
-            f"for {purpose}.",
+            f"for {purpose}. Call ListModels to see the list of available models and their "
+            "supported methods.",
         )
     return name

@@ -42,8 +42,7 @@ def not_found(model: str, connection: Connection) -> MafineError:
     if endpoint_location is not None:  # a tuned model, called in its own region
         return MafineError(
             f"tuned model {model} was not found in {endpoint_location} (404 NOT_FOUND): it "
-            "was deleted, or it belongs to another project; tune it again (run the same "
-            "command after removing its tuning record) or check provider.gemini.project"
+            "was deleted, or provider.gemini.project changed since it was tuned"
         )
     known = family(model)
     location = connection.location
@@ -54,7 +53,7 @@ def not_found(model: str, connection: Connection) -> MafineError:
             "(or the us/eu multi-regions): set provider.gemini.location=global"
         )
     return MafineError(
-        f"model {model} was not found in {location} (404 NOT_FOUND): the model is the "
+        f"model {model} is not available in {location} (404 NOT_FOUND): the model is the "
         f"problem ({location} serves its family); set provider.model to a current model, "
         "or check that the project may use it (docs/gemini.md says how to list them)"
     )

@@ -63,6 +63,15 @@ class FinishTally:
     def share(self) -> float:
         return self.max_tokens / self.responses if self.responses else 0.0
 
+    def summary(self) -> str | None:
+        """The share at the cap over everything counted, when any response hit it."""
+        if not self.max_tokens:
+            return None
+        return (
+            f"{self.max_tokens} of {self.responses} responses ({self.share:.0%}) ended at "
+            f"sampling.max_output_tokens, {self.empty} of them with no text"
+        )
+
 
 class GeminiProvider(VertexTuning, ProviderBase):
     name = "gemini"
@@ -202,6 +211,9 @@ class GeminiProvider(VertexTuning, ProviderBase):
             raise self.user_error(exc, model) from None
 
     async def aclose(self) -> None:
+        summary = self.finishes.summary()
+        if summary:
+            self._notice("max_tokens_summary", f"gemini: {summary}")
         for client in self._clients.values():
             await client.aio.aclose()
             client.close()

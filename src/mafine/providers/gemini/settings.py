@@ -10,6 +10,9 @@ from mafine.schema import MUTABLE, Strict
 
 
 class GeminiSettings(Strict):
+    """How the gemini provider reaches Gemini, paces, retries and thinks. Keys marked MUTABLE
+    change how a run proceeds, never what it produces (`mafine.schema`)."""
+
     api_key_env: str = Field(
         "GEMINI_API_KEY", description="environment variable with the key", json_schema_extra=MUTABLE
     )
