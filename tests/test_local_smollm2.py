@@ -9,6 +9,7 @@ about 3 minutes on 2 cores.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -224,8 +225,8 @@ def _two_problem_run(directory: Path, cache: Path) -> Path:
                 "module": "comparison__kth_biggest",
                 "difficulty": "easy",
             },
-            "train_size": 2,
-            "eval_size": 2,
+            "train_size": 1,
+            "eval_size": 1,
         },
         debate={"rounds": 2, "summarize": False},
         sampling={"temperature": 1.0, "top_p": 0.9, "max_output_tokens": 16},
@@ -253,15 +254,52 @@ def _two_problem_run(directory: Path, cache: Path) -> Path:
     return directory / "runs" / "exp"
 
 
-def test_a_two_problem_run_end_to_end_the_same_wherever_it_lives(cache, tmp_path):
-    first = _two_problem_run(tmp_path / "a", cache)
-    second = _two_problem_run(tmp_path / "b" / "deeper", cache)
-    assert (first / "report.md").is_file() and (first / "metrics.json").is_file()
-    compared = sorted(
-        path.relative_to(first)
-        for pattern in ("iter-*/*.jsonl", "iter-*/tuning/*/adapter/*", "*.jsonl")
-        for path in first.glob(pattern)
+def test_a_two_problem_run_end_to_end(cache, tmp_path):
+    root = _two_problem_run(tmp_path / "a", cache)
+    assert (root / "report.md").is_file() and (root / "metrics.json").is_file()
+    records = [json.loads(line) for line in (root / "iter-1/models.jsonl").open()]
+    tuned = [r for r in records if r["state"] == "succeeded"]
+    assert tuned and all(
+        (root / r["serving_model"] / "adapter_config.json").is_file() for r in tuned
     )
-    assert any(path.name == "eval-debate.jsonl" for path in compared)
-    differ = [str(p) for p in compared if (first / p).read_bytes() != (second / p).read_bytes()]
-    assert differ == []
+
+
+def test_the_same_adapter_and_answers_wherever_the_run_lives(cache, tmp_path):
+    """Two run directories at different paths: the same training data and role give the
+    same adapter (bit for bit) under the same run-relative name, and the same samples."""
+    from mafine.seeds import tuning_seed
+
+    outputs = []
+    for root in (tmp_path / "one", tmp_path / "two" / "deeper" / "other-name"):
+        data = root / "iter-1" / "sft" / "agent-0-critic.jsonl"
+        data.parent.mkdir(parents=True)
+        messages = [
+            {"role": "user", "content": "What is 3 + 4?"},
+            {"role": "assistant", "content": "\\boxed{8}"},
+            {"role": "user", "content": "Other agents said 7."},
+            {"role": "assistant", "content": "\\boxed{7}"},
+        ]
+        data.write_text(json.dumps({"messages": messages}) + "\n")
+        job = _spec(
+            root,
+            data,
+            display_name=f"{root.name}-i1-a0-critic",  # the stage's label, run name included
+            output_dir=root / "iter-1" / "tuning" / "agent-0-critic",
+            epochs=1,
+            seed=tuning_seed(0, 1, 0, "critic"),
+        )
+        provider = local_provider(SMOLLM2, run_dir=root, model_cache_dir=str(cache))
+        try:
+            status = provider.poll_tuning(provider.start_tuning(job))
+            assert status.state == "succeeded", status.error
+            asked = dataclasses.replace(
+                request("What is 3 + 4?", seed=3), model=status.serving_model
+            )
+            texts = completions(provider, [asked])
+        finally:
+            provider.close()
+        weights = (root / status.serving_model / "adapter_model.safetensors").read_bytes()
+        outputs.append((status.serving_model, weights, texts))
+    assert outputs[0][0] == outputs[1][0] == "iter-1/tuning/agent-0-critic/adapter"
+    assert outputs[0][1] == outputs[1][1]
+    assert outputs[0][2] == outputs[1][2]
