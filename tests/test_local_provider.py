@@ -444,3 +444,19 @@ def test_score_gives_token_logprobs_under_each_model(trained, base):
     alone = asyncio.run(provider.score(apple, messages, response))
     assert alone == pytest.approx(under_apple, abs=1e-5)
     assert asyncio.run(provider.score(base, messages, "")) == []
+
+
+def test_data_parallel_training_on_two_cpu_processes(fresh, base, tmp_path):
+    """train_processes: 2 runs the job under torchrun: two processes, one TRL trainer each,
+    DistributedDataParallel on gloo; the first publishes the adapter, which then serves."""
+    provider = fresh(train_processes=2, per_device_batch_size=2)
+    job = spec(tmp_path, "agent-dp", write_sft(tmp_path / "dp.jsonl", "cherry " * 3), base)
+    status = provider.poll_tuning(provider.start_tuning(job))
+    assert status.state == "succeeded", status.error
+    done = json.loads((job.output_dir / "DONE.json").read_text())
+    assert done["processes"] == 2
+    assert done["steps"] == 12  # 8 examples / (2 per process x 2 processes) x 6 epochs
+    curve = losses(job.output_dir)
+    assert sum(curve[-2:]) / 2 < sum(curve[:2]) / 2 - 0.3
+    (text,) = generate_all(provider, [request(status.serving_model, temperature=0.0)])
+    assert "cherry" in text

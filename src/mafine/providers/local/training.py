@@ -30,7 +30,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from transformers import TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments
 
 from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
@@ -73,13 +73,15 @@ def make_trainer(engine: Engine, model, spec: TuningSpec, rows: list[dict], call
 
     learning_rate = engine.settings.learning_rate * spec.learning_rate_multiplier
     with _quiet_datasets():
-        return SFTTrainer(
+        trainer = SFTTrainer(
             model=model,
             args=_arguments(engine, spec, learning_rate, Path(spec.output_dir)),
             train_dataset=Dataset.from_list(rows),
             processing_class=engine.tokenizer,
             callbacks=list(callbacks),
         )
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; _StepLog reports
+    return trainer
 
 
 def _fit_and_save(
