@@ -9,7 +9,9 @@ https://cloud.google.com/vertex-ai/generative-ai/docs/multimodal/batch-predictio
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +37,9 @@ from mafine.providers.fake_gemini.state import Collection
 from mafine.providers.fake_gemini.storage import Storage
 from mafine.providers.fake_gemini.tuning import TUNED_NAME, TunedModel, Tuning
 
+INLINE_LIMIT_BYTES = 20 * 1024 * 1024
+ENDPOINT_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/endpoints/[^/]+")
+
 
 @dataclass
 class BatchJob:
@@ -51,7 +56,7 @@ class BatchJob:
     output_prefix: str = ""  # Vertex: gs://bucket/prefix
     polls: int = 0
     state: str = "PENDING"
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any] | None] = field(default_factory=list)  # None: unattempted
     output_dir: str = ""
 
 
@@ -97,6 +102,14 @@ class Batches:
     # ---- Gemini API (API key) --------------------------------------------------------
     def create_api_key(self, request: Request, model: str) -> Reply:
         require_api_key(request)
+        # Inline requests must keep the whole request under 20 MB; larger batches belong in
+        # an input file (https://ai.google.dev/gemini-api/docs/batch-api#inline-requests).
+        # The refusal is Google's front end's 400 on an oversized body, whose wording is
+        # seen in googleworkspace/dotnet-samples#23 (there with a 10 MiB limit).
+        if len(request.body) > INLINE_LIMIT_BYTES:
+            raise FakeError(
+                400, f"Request payload size exceeds the limit: {INLINE_LIMIT_BYTES} bytes."
+            )
         base = base_model(self._settings(), model, "batchGenerateContent")
         batch = json_body(request).get("batch") or {}
         inlined = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests")
@@ -127,6 +140,19 @@ class Batches:
         require_auth(request)
         body = json_body(request)
         model = str(body.get("model") or "")
+        if ENDPOINT_NAME.fullmatch(model):
+            # A batch prediction job names a Model resource, never an Endpoint: a tuned
+            # model is `projects/P/locations/L/models/ID` (BatchPredictionJob.model,
+            # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.batchPredictionJobs;
+            # Google's sample https://cloud.google.com/vertex-ai/generative-ai/docs/samples/
+            # googlegenaisdk-batchpredict-with-gcs; litellm resolves a tuned endpoint to its
+            # model for the same reason, BerriAI/litellm#39668). The wording is ours.
+            raise FakeError(
+                400,
+                f"Invalid Model resource name {model!r}: a batch prediction job takes a "
+                "Model (projects/{project}/locations/{location}/models/{model}), not an "
+                "Endpoint.",
+            )
         self._model(model)  # 404 for an unknown model, before anything is queued
         input_config = body.get("inputConfig") or {}
         uris = (input_config.get("gcsSource") or {}).get("uris") or []
@@ -197,8 +223,11 @@ class Batches:
             job.state = "RUNNING"
             self._save(job)
             return job
-        results = []
-        for line in job.requests:
+        results: list[dict[str, Any] | None] = []
+        for index, line in enumerate(job.requests):
+            if job.backend == "vertex" and self._left_unattempted(job, index):
+                results.append(None)
+                continue
             body = dict(line["request"])
             model = str(body.pop("model", "") or job.model)
             body.pop("labels", None)
@@ -212,9 +241,23 @@ class Batches:
         job.results = results
         if job.backend == "vertex":
             self._write_predictions(job)
-        job.state = "SUCCEEDED"
+        # Some predictions never attempted: the job ends PARTIALLY_SUCCEEDED, the missing
+        # lines absent from its output (a BatchPredictionJob "may finish without attempting
+        # predictions for all remaining instances", completionStats.incompleteCount:
+        # https://cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.batchPredictionJobs;
+        # the state is JobState.JOB_STATE_PARTIALLY_SUCCEEDED in google-genai's types, handled
+        # by taking the available results in freelawproject/courtlistener#6907).
+        job.state = "PARTIALLY_SUCCEEDED" if None in results else "SUCCEEDED"
         self._save(job)
         return job
+
+    def _left_unattempted(self, job: BatchJob, index: int) -> bool:
+        """Whether the job leaves this line unattempted: drawn per job, so the same request
+        in a later job is drawn afresh."""
+        settings = self._settings()
+        material = f"incomplete:{settings.fault_seed}:{job.number}:{index}"
+        draw = int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big") / 2.0**64
+        return draw < settings.batch_incomplete_rate
 
     def _save(self, job: BatchJob) -> None:
         self._state.put(str(job.number), dataclasses.asdict(job))
@@ -224,6 +267,8 @@ class Batches:
         job.output_dir = f"{job.output_prefix}/prediction-model-{stamp}"
         out = []
         for line, result in zip(job.requests, job.results, strict=True):
+            if result is None:  # never attempted: no output line
+                continue
             row = {"status": "", "processed_time": now(), "request": line["request"]}
             if "response" in result:
                 row["response"] = result["response"]
@@ -238,8 +283,8 @@ class Batches:
         """(name used to seed answers, tuned model or None) of a batch request's model."""
         if TUNED_NAME.fullmatch(model):
             tuned = self._tuning.tuned_model(model)
-            kind, number = model.split("/")[-2:]
-            return f"{kind}/{number}", tuned
+            # Seeded as the endpoint serving it online: one model, one set of answers.
+            return f"endpoints/{tuned.number}", tuned
         return base_model(self._settings(), model, "batch prediction"), None
 
 
@@ -281,12 +326,14 @@ def _vertex_resource(job: BatchJob) -> dict[str, Any]:
             "gcsDestination": {"outputUriPrefix": job.output_prefix},
         },
     }
-    if job.state == "SUCCEEDED":
-        failed = sum(1 for r in job.results if "error" in r)
+    if job.state in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"):
+        incomplete = sum(1 for r in job.results if r is None)
+        failed = sum(1 for r in job.results if r is not None and "error" in r)
         resource["endTime"] = now()
         resource["outputInfo"] = {"gcsOutputDirectory": job.output_dir}
         resource["completionStats"] = {
-            "successfulCount": str(len(job.results) - failed),
+            "successfulCount": str(len(job.results) - failed - incomplete),
             "failedCount": str(failed),
+            "incompleteCount": str(incomplete),
         }
     return resource

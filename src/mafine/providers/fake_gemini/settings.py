@@ -42,6 +42,13 @@ class FakeSettings(Strict):
     batch_polls: int = Field(
         1, ge=0, description="polls before a fake batch job finishes", json_schema_extra=MUTABLE
     )
+    batch_incomplete_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of a Vertex batch job's requests left unattempted (the job ends "
+        "JOB_STATE_PARTIALLY_SUCCEEDED)",
+    )
     # Latency and fault injection (all deterministic per request and attempt).
     latency_s: float = Field(
         0.0, ge=0.0, description="added to every generation request", json_schema_extra=MUTABLE

@@ -100,6 +100,24 @@ class VertexTuning:
         found.sort(key=lambda job: str(job.create_time or ""), reverse=True)
         return str(found[0].name)
 
+    def tuned_model_of(self, endpoint: str, pages: int = 5) -> str | None:
+        """The Model resource (`projects/P/locations/L/models/ID`) whose tuning made the model
+        `endpoint` serves, from the first pages of the tuning job list; None if not there.
+
+        A tuning job names both (`tunedModel.model`, `tunedModel.endpoint`); generation takes
+        the endpoint, a batch prediction job the model."""
+        pager = self.control_call(
+            lambda: self._tuning_client.tunings.list(config={"page_size": 100}), endpoint
+        )
+        for _ in range(pages):
+            for job in pager.page:
+                if job.tuned_model and job.tuned_model.endpoint == endpoint:
+                    return str(job.tuned_model.model)
+            if not pager.config.get("page_token"):
+                break
+            self.control_call(pager.next_page, endpoint)
+        return None
+
     def poll_tuning(self, job_name: str) -> TuningStatus:
         job = self.control_call(
             lambda: _unless_not_found(self._tuning_client.tunings.get, job_name), job_name
