@@ -280,3 +280,41 @@ def test_a_batch_job_the_service_forgot_is_named_and_submitted_again_by_the_reru
     assert json.loads(batches.read_text().splitlines()[-1])["event"] == "failed"
     again = mafine("debate", config, "-i", "1", "--set", "provider.fake.batch_polls=0", check=False)
     assert again.returncode == 0, again.stderr
+
+
+def test_mafine_fake_gemini_state_dir_keeps_jobs_across_restarts(tmp_path):
+    state = tmp_path / "state"
+
+    def serve() -> tuple[subprocess.Popen[str], str]:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mafine", "fake-gemini", "--port", "0", "--state-dir", state],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = server.stdout.readline() if server.stdout else ""
+        assert "fake Gemini on http://" in line, line
+        return server, line.split(" on ", 1)[1].split()[0]
+
+    def batches(url: str) -> list[dict]:
+        request = urllib.request.Request(f"{url}/v1beta/batches", headers={"x-goog-api-key": "k"})
+        with urllib.request.urlopen(request) as reply:
+            return json.loads(reply.read()).get("operations", [])
+
+    first, url = serve()
+    try:
+        body = {"batch": {"inputConfig": {"requests": {"requests": [{"request": {}}]}}}}
+        create = urllib.request.Request(
+            f"{url}/v1beta/models/gemini-3.1-flash-lite:batchGenerateContent",
+            data=json.dumps(body).encode(),
+            headers={"x-goog-api-key": "k", "Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(create).close()
+        assert [job["name"] for job in batches(url)] == ["batches/1"]
+    finally:
+        kill(first)  # SIGKILL: nothing is saved on the way out
+    second, url = serve()
+    try:
+        assert [job["name"] for job in batches(url)] == ["batches/1"]
+    finally:
+        second.terminate()
+        second.wait()
