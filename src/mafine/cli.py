@@ -40,22 +40,30 @@ IterationOption = Annotated[int, typer.Option("--iteration", "-i", help="Iterati
 
 
 def _fail(message: str, code: int = 1) -> None:
-    from mafine.ui import error_console
+    from mafine.guard import fail
 
-    error_console.print(f"[red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code)
+    fail(message, code)
 
 
 def _guarded(body: Callable[[], Any]) -> Any:
-    """Run a command body; known errors become one line on stderr and a non-zero exit."""
-    from mafine.errors import MafineError
+    """Run a command body inside the one error guard (mafine.guard): one line, no traceback."""
+    from mafine.guard import guarded
 
-    try:
-        return body()
-    except MafineError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to resume", 130)
+    return guarded(body)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error (or MAFINE_DEBUG=1).")
+    ] = False,
+) -> None:
+    if debug:
+        import os
+
+        from mafine.guard import DEBUG_ENV
+
+        os.environ[DEBUG_ENV] = "1"
 
 
 def _load(config: Path, overrides: list[str] | None) -> Config:
