@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mafine import prompts
+from mafine import prompts, secrets
+from mafine.config_checks import check_raw, parse_yaml, read_yaml_file
 from mafine.errors import MafineError
 from mafine.grading.settings import GradingConfig
 from mafine.providers.local.settings import LocalSettings
@@ -137,14 +138,34 @@ class PromptsConfig(Strict):
             for placeholder in placeholders:
                 if placeholder not in template:
                     raise ValueError(f"prompts.{field} must contain {placeholder}")
-            try:
-                template.format(question="", summary="", responses="")
-            except (KeyError, IndexError, ValueError):
-                raise ValueError(
-                    f"prompts.{field} has an unknown {{placeholder}}; "
-                    "write literal braces as {{ and }}"
-                ) from None
+            _check_template(field, template)
         return self
+
+
+_PLACEHOLDERS = ("question", "summary", "responses")
+
+
+def _check_template(field: str, template: str) -> None:
+    """Only plain `{question}`, `{summary}`, `{responses}`: no attribute, index, conversion or
+    format spec, which would fail (or read something else) when the prompt is filled in."""
+    import string
+
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        parts = None
+    for _, name, spec, conversion in parts or []:
+        if name is None:
+            continue
+        if name not in _PLACEHOLDERS or spec or conversion:
+            parts = None
+            break
+    if parts is None:
+        raise ValueError(
+            f"prompts.{field} has an unknown {{placeholder}}; use only "
+            f"{', '.join('{' + p + '}' for p in _PLACEHOLDERS)} and write literal braces as "
+            "{{ and }}"
+        )
 
 
 class SamplingConfig(Strict):
@@ -173,7 +194,7 @@ class FinetuneConfig(Strict):
     epochs: int = Field(2, ge=1)
     learning_rate_multiplier: float = Field(1.0, gt=0.0)
     adapter_size: Literal[1, 2, 4, 8, 16] = 4
-    poll_seconds: float = Field(30.0, gt=0.0)
+    poll_seconds: float = Field(30.0, gt=0.0, le=3600.0)
     tune_critics: bool = Field(True, description="false: critics keep their previous model")
 
 
@@ -203,6 +224,27 @@ class GeminiSettings(Strict):
     project: str | None = None
     location: str = "us-central1"
     base_url: str | None = Field(None, description="another endpoint, e.g. `mafine fake-gemini`")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, value: str) -> str:
+        if secrets.looks_like_a_key(value):
+            raise ValueError(
+                "expects the NAME of the environment variable holding the key (e.g. "
+                "GEMINI_API_KEY), not the key itself; export the key in that variable"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_key_in_the_url(cls, value: str | None) -> str | None:
+        if value and secrets.url_secret_parameters(value):
+            raise ValueError(
+                "must not carry a key in its query (it would be stored in the run directory); "
+                "put the key in the variable named by provider.gemini.api_key_env"
+            )
+        return value
+
     tuning_bucket: str | None = Field(None, description="gs://bucket/prefix for tuning files")
     # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
     tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
@@ -233,7 +275,7 @@ class GeminiSettings(Strict):
     batch_bucket: str | None = Field(
         None, description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)"
     )
-    batch_poll_s: float = Field(30.0, gt=0, description="seconds between batch job polls")
+    batch_poll_s: float = Field(30.0, gt=0, le=3600, description="seconds between batch job polls")
     batch_window_s: float = Field(
         1.0, gt=0, description="requests arriving within this quiet time share one batch job"
     )
@@ -283,11 +325,14 @@ class FakeSettings(Strict):
     )
 
 
+MAX_CONCURRENCY = 4096  # more requests in flight than any quota or machine serves
+
+
 class ProviderConfig(Strict):
     name: Literal["gemini", "fake", "local"] = "fake"
     model: str = "gemini-3.1-flash-lite"
-    max_concurrency: int = Field(8, ge=1)
-    timeout_s: float = Field(120.0, gt=0.0)
+    max_concurrency: int = Field(8, ge=1, le=MAX_CONCURRENCY)
+    timeout_s: float = Field(120.0, gt=0.0, le=86400.0)
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     fake: FakeSettings = Field(default_factory=FakeSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
@@ -352,19 +397,22 @@ def load_config(path: Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key.path=value` overrides, validate; one-line errors."""
     if not path.is_file():
         raise MafineError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise MafineError(f"{path}: not valid YAML{where}") from None
+    raw = read_yaml_file(path) or {}
     if not isinstance(raw, dict):
         raise MafineError(f"{path}: the top level must be a mapping of config keys")
     for item in overrides or []:
         apply_override(raw, item)
-    raw.setdefault("run_dir", str(Path("runs") / path.stem))
+    if raw.get("run_dir") is None:
+        raw["run_dir"] = str(Path("runs") / path.stem)
+    if not isinstance(raw["run_dir"], str) or not raw["run_dir"].strip():
+        raise MafineError(
+            f"{path}: run_dir: give a directory path, or leave the key out for runs/{path.stem}"
+        )
     try:
+        check_raw(raw, Config)
         return Config.model_validate(raw)
+    except MafineError as exc:
+        raise MafineError(f"{path}: {exc}") from None
     except ValidationError as exc:
         raise MafineError(f"{path}: {describe_validation_error(exc)}") from None
 
@@ -375,7 +423,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key.strip():
         raise MafineError(f"--set expects key.path=value, got {item!r}")
     try:
-        value = yaml.safe_load(text) if text.strip() else text
+        value = parse_yaml(text) if text.strip() else text
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")
@@ -398,12 +446,17 @@ def describe_validation_error(exc: ValidationError) -> str:
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        elif "input" in error and error["type"] not in {"missing"}:
+        elif "input" in error and error["type"] not in {"missing"} and not _secret_key(loc):
             shown = repr(error["input"])
             if len(shown) <= 40:
                 message = f"{message} (got {shown})"
         parts.append(f"{loc}: {message}" if loc else message)
     return "; ".join(parts)
+
+
+def _secret_key(loc: str) -> bool:
+    """Keys whose bad values may be secrets: never echoed."""
+    return loc.endswith(("api_key_env", "base_url"))
 
 
 def _is_union_tag(part: object) -> bool:

@@ -91,8 +91,7 @@ class RunDir:
         """Lock the directory, check it belongs to this config, record provenance."""
         assert config.run_dir is not None
         root = config.run_dir
-        if root.exists() and not root.is_dir():
-            raise MafineError(f"run directory {root} is a file")
+        _refuse_foreign_directory(root)
         root.mkdir(parents=True, exist_ok=True)
         lock = _acquire_lock(root)
         try:
@@ -107,12 +106,7 @@ class RunDir:
         path = self.root / CONFIG_FILE
         current = config_dict(self.config)
         if path.exists():
-            try:
-                stored = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError:
-                raise MafineError(
-                    f"{path} is not valid YAML; this run directory is damaged"
-                ) from None
+            stored = _read_document(path, "YAML", lambda text: yaml.safe_load(text) or {})
             differing = config_differences(stored, current)
             if differing:
                 shown = ", ".join(differing[:6]) + (" ..." if len(differing) > 6 else "")
@@ -129,10 +123,13 @@ class RunDir:
         path = self.root / MANIFEST_FILE
         if not path.exists():
             return {}
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise MafineError(f"{path} is not valid JSON; this run directory is damaged") from None
+        manifest = _read_document(path, "JSON", json.loads)
+        stages = manifest.get("stages", {})
+        if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+            raise MafineError(f"{path}: 'stages' is not a mapping of stage records; {_DAMAGED}")
+        if not isinstance(manifest.get("invocations", []), list):
+            raise MafineError(f"{path}: 'invocations' is not a list; {_DAMAGED}")
+        return manifest
 
     def _init_manifest(self) -> None:
         manifest = self.read_manifest()
@@ -187,6 +184,38 @@ class RunDir:
 
             manifest["totals"] = usage_totals(manifest["stages"])
         write_json(self.root / MANIFEST_FILE, manifest)
+
+
+_DAMAGED = "this run directory is damaged: restore the file or use another run_dir"
+_RUN_FILES = {CONFIG_FILE, MANIFEST_FILE, LOCK_FILE}
+
+
+def _read_document(path: Path, kind: str, parse: Any) -> dict[str, Any]:
+    """A run directory's YAML or JSON mapping; bad bytes, syntax or shape name the file."""
+    try:
+        data = parse(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MafineError(f"{path}: not UTF-8 text (byte {exc.start}); {_DAMAGED}") from None
+    except (yaml.YAMLError, json.JSONDecodeError):
+        raise MafineError(f"{path} is not valid {kind}; {_DAMAGED}") from None
+    if not isinstance(data, dict):
+        raise MafineError(f"{path}: expected a mapping, found {type(data).__name__}; {_DAMAGED}")
+    return data
+
+
+def _refuse_foreign_directory(root: Path) -> None:
+    """A run directory is new, empty, or a mafine run: never someone else's files."""
+    if root.exists() and not root.is_dir():
+        raise MafineError(f"run directory {root} is a file; set run_dir to a directory")
+    if not root.is_dir() or (root / CONFIG_FILE).exists():
+        return
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in _RUN_FILES)
+    if foreign:
+        raise MafineError(
+            f"run directory {root} holds other files ({', '.join(foreign[:3])}"
+            f"{' ...' if len(foreign) > 3 else ''}) and is not a mafine run; set run_dir to a "
+            "new or empty directory"
+        )
 
 
 def _acquire_lock(root: Path) -> IO[str]:
