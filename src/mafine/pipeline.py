@@ -152,10 +152,13 @@ def variant_config(config: Config, name: str) -> Config:
 def variant_runs(run: RunDir) -> Iterator[dict[str, RunDir]]:
     """The compared variants' run directories, opened (and locked) beside the run."""
     with ExitStack() as stack:
-        yield {
+        variants = {
             name: stack.enter_context(RunDir.open(variant_config(run.config, name)))
             for name in run.config.evaluation.compare
         }
+        for variant in variants.values():
+            variant.share_journal(run.journal)  # their requests go to the run's journal
+        yield variants
 
 
 @asynccontextmanager

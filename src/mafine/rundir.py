@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -15,7 +16,7 @@ from typing import IO, Any
 
 import yaml
 
-from mafine import provenance
+from mafine import attempts, provenance
 from mafine.artifacts import Usage
 from mafine.config import Config, config_dict, config_differences
 from mafine.errors import MafineError
@@ -43,6 +44,8 @@ class RunDir:
         self.root = root
         self.config = config
         self._lock = lock
+        self._journal: Path | None = None
+        self._recorded = False
 
     # Layout -------------------------------------------------------------------------------
     def problems(self, split: str) -> Path:
@@ -50,7 +53,11 @@ class RunDir:
 
     @property
     def journal(self) -> Path:
-        return self.root / "journal.jsonl"
+        return self._journal or self.root / "journal.jsonl"
+
+    def share_journal(self, path: Path) -> None:
+        """Requests of this run go to another run's journal (a compared variant's do)."""
+        self._journal = path
 
     def iteration_dir(self, iteration: int) -> Path:
         return self.root / ("baseline" if iteration == 0 else f"iter-{iteration}")
@@ -96,13 +103,13 @@ class RunDir:
         lock = _acquire_lock(root)
         try:
             run = cls(root, config, lock)
-            run._check_and_store_config()
-            run._init_manifest()
+            run._check_config()
+            run.read_manifest()  # a damaged manifest is refused before anything runs
             yield run
         finally:
             lock.close()
 
-    def _check_and_store_config(self) -> None:
+    def _check_config(self) -> None:
         path = self.root / CONFIG_FILE
         current = config_dict(self.config)
         if path.exists():
@@ -114,9 +121,24 @@ class RunDir:
                     f"run directory {self.root} was made with another config (differs in: "
                     f"{shown}); use another run_dir or --set run_dir=..."
                 )
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
-        os.replace(tmp, path)
+
+    def _record_invocation(self, manifest: dict[str, Any]) -> None:
+        """Store the config and this invocation, once, when the first stage starts: a command
+        that is refused or finds everything done leaves the directory as it was."""
+        if self._recorded:
+            return
+        self._recorded = True
+        path = self.root / CONFIG_FILE
+        text = yaml.safe_dump(config_dict(self.config), sort_keys=False, allow_unicode=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        manifest.setdefault("created", _now())
+        manifest.setdefault("stages", {})
+        manifest["seed"] = self.config.seed
+        manifest["provider"] = self.config.provider.name
+        manifest.setdefault("invocations", []).append(provenance.describe())
 
     # Manifest -----------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
@@ -131,34 +153,37 @@ class RunDir:
             raise MafineError(f"{path}: 'invocations' is not a list; {_DAMAGED}")
         return manifest
 
-    def _init_manifest(self) -> None:
-        manifest = self.read_manifest()
-        manifest.setdefault("created", _now())
-        manifest.setdefault("stages", {})
-        manifest["seed"] = self.config.seed
-        manifest["provider"] = self.config.provider.name
-        manifest.setdefault("invocations", []).append(provenance.describe())
-        write_json(self.root / MANIFEST_FILE, manifest)
-
     def stage_status(self, name: str) -> str | None:
         return self.read_manifest().get("stages", {}).get(name, {}).get("status")
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageCounters]:
-        """Record a stage's status, timing, requests and tokens in the manifest."""
+        """Record a stage's status, timing, requests and tokens in the manifest: the totals
+        of every attempt (see mafine.attempts), so a resumed stage hides no spend."""
         counters = StageCounters()
         started = time.monotonic()
-        self._update_stage(name, {"status": "running", "started": _now()})
+        entry = self.read_manifest().get("stages", {}).get(name, {})
+        earlier = attempts.earlier_attempts(entry, self.journal)
+        self._update_stage(
+            name,
+            {
+                "status": "running",
+                "started": _now(),
+                attempts.JOURNAL_OFFSET: attempts.journal_size(self.journal),
+                attempts.EARLIER: earlier.as_dict(),
+            },
+        )
         status = "failed"
         try:
             yield counters
             status = "done"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):
             status = "interrupted"
             raise
         finally:
             from mafine.pricing import stage_cost
 
+            usage = earlier.usage + counters.usage
             counters.cost = stage_cost(self.config, counters.usage)
             self._update_stage(
                 name,
@@ -166,15 +191,17 @@ class RunDir:
                     "status": status,
                     "finished": _now(),
                     "seconds": round(time.monotonic() - started, 3),
-                    "requests": counters.requests,
-                    "cached_responses": counters.cached,
-                    "usage": counters.usage.model_dump(),
-                    **counters.cost,
+                    "attempts": earlier.attempts + 1,
+                    "requests": earlier.requests + counters.requests,
+                    "cached_responses": earlier.cached + counters.cached,
+                    "usage": usage.model_dump(),
+                    **stage_cost(self.config, usage),
                 },
             )
 
     def _update_stage(self, name: str, values: dict[str, Any]) -> None:
         manifest = self.read_manifest()
+        self._record_invocation(manifest)
         entry = manifest.setdefault("stages", {}).setdefault(name, {})
         if values.get("status") == "running":
             entry.clear()
