@@ -11,8 +11,9 @@ from mafine.artifacts import ModelRecord, Problem, SFTExample, Transcript
 from mafine.grading import get_grader
 from mafine.grading.extract import extract_boxed
 from mafine.grading.settings import GradingConfig
-from mafine.grading.vote import majority_vote, vote_rng
+from mafine.grading.vote import majority_vote
 from mafine.jsonl import read_rows
+from mafine.seeds import vote_rng
 from tests.conftest import write_config
 
 ALL = ["single_agent_ft", "no_summary", "no_critic", "star"]

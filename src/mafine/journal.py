@@ -8,13 +8,13 @@ are kept in memory, so memory does not grow with the responses' text.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 
 from mafine.artifacts import Completion, JournalEntry, Message
 from mafine.jsonl import AppendLog, iter_log, read_at
 from mafine.providers.base import GenerationRequest, Provider, Sampling
 from mafine.rundir import StageCounters
+from mafine.seeds import request_seed
 
 
 class Journal:
@@ -37,12 +37,6 @@ class Journal:
 
     def close(self) -> None:
         self._log.close()
-
-
-def request_seed(run_seed: int, sample_index: int) -> int:
-    """The per-request sampling seed: fixed by the run seed and the sample index."""
-    digest = hashlib.sha256(f"mafine:{run_seed}:{sample_index}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 class Generator:

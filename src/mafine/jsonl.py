@@ -10,6 +10,7 @@ from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from mafine.atomic import atomic_open, write_text_atomic
 from mafine.errors import MafineError
 
 RowT = TypeVar("RowT", bound=BaseModel)
@@ -58,25 +59,17 @@ def read_rows(path: Path, row_type: type[RowT]) -> Iterator[RowT]:
 
 def write_rows(path: Path, rows: Iterable[BaseModel]) -> int:
     """Publish a finished artifact atomically: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         for row in rows:
             handle.write(row.model_dump_json() + "\n")
             count += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return count
 
 
 def write_json(path: Path, data: object) -> None:
     """Write a JSON document atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 class AppendLog:

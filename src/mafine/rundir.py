@@ -18,6 +18,7 @@ import yaml
 
 from mafine import attempts, provenance
 from mafine.artifacts import Usage
+from mafine.atomic import write_text_atomic
 from mafine.config import Config, config_dict, config_differences
 from mafine.errors import MafineError
 from mafine.jsonl import write_json
@@ -131,9 +132,7 @@ class RunDir:
         path = self.root / CONFIG_FILE
         text = yaml.safe_dump(config_dict(self.config), sort_keys=False, allow_unicode=True)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            write_text_atomic(path, text)
         manifest.setdefault("created", _now())
         manifest.setdefault("stages", {})
         manifest["seed"] = self.config.seed

@@ -29,6 +29,7 @@ from mafine.analysis.report import (
     pct,
     signed,
 )
+from mafine.atomic import write_text_atomic
 from mafine.config import MUTABLE_KEYS
 from mafine.errors import MafineError
 
@@ -302,11 +303,7 @@ def write_comparison(
     runs = [load_run(Path(p)) for p in paths]
     comparison = compare_runs(runs, resamples=resamples)
     target = output or default_output([run.root for run in runs])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = render_comparison(comparison, relative_to=target.parent)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, target)
+    write_text_atomic(target, render_comparison(comparison, relative_to=target.parent))
     return target, comparison
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mafine.analysis import stats
+from mafine.atomic import atomic_path
 from mafine.errors import MafineError
 
 if TYPE_CHECKING:
@@ -253,11 +254,9 @@ def render_plots(
 
 
 def _save(plt: Any, figure: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     try:
-        figure.savefig(tmp, dpi=120, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(figure)
-    tmp.replace(path)
     return path

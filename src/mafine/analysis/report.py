@@ -18,6 +18,7 @@ from rich.table import Table
 
 from mafine.analysis import stats
 from mafine.analysis.diversity import Diversity
+from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
 
 METRICS_FILE = "metrics.json"
@@ -520,8 +521,5 @@ def write_report(
             images = plotting.render_plots(document, root / PLOTS_DIR, resamples=resamples)
     text = render_report(document, plots=images, relative_to=root, resamples=resamples)
     path = root / REPORT_FILE
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return path

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
 import random
 import warnings
 from collections.abc import Callable, Iterator
@@ -45,6 +44,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from mafine.errors import MafineError
+from mafine.seeds import deepmind_seed
 
 DIFFICULTIES = ("easy", "medium", "hard", "interpolate", "extrapolate")
 _TRAIN_LEVELS = {"easy": 0, "medium": 1, "hard": 2}
@@ -105,7 +105,7 @@ def _generate(
     seed: int,
     generator: Callable[[], Any],
 ) -> Iterator[tuple[str, str]]:
-    streams = _Streams(pkg, _derive_seed(module, difficulty, seed))
+    streams = _Streams(pkg, deepmind_seed(module, difficulty, seed))
     max_question = pkg.settings.MAX_QUESTION_LENGTH
     max_answer = pkg.settings.MAX_ANSWER_LENGTH
     batch = 1
@@ -135,12 +135,6 @@ def _numpy_error(module: str) -> MafineError:
         "numpy 2), which mafine does not install; choose another module, "
         "e.g. arithmetic__add_or_sub"
     )
-
-
-def _derive_seed(module: str, difficulty: str, seed: int) -> int:
-    """A 256-bit seed from the stream's identity (sha256: no PYTHONHASHSEED involved)."""
-    digest = hashlib.sha256(f"mafine/deepmind/{module}/{difficulty}/{seed}".encode()).digest()
-    return int.from_bytes(digest, "big")
 
 
 class _Streams:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from mafine.data.files import decode_value
 from mafine.errors import MafineError
+from mafine.seeds import split_rng
 
 if TYPE_CHECKING:
     from mafine.config import HubSource
@@ -120,7 +120,7 @@ def iter_hub(source: HubSource, seed: int) -> Iterator[Record]:
 def seeded_order(count: int, seed: int) -> Iterator[int]:
     """A seeded permutation of range(count), drawn lazily (Fisher-Yates with a sparse swap
     table: O(1) time and memory per index, so a few draws from millions of rows stay cheap)."""
-    rng = random.Random(f"mafine-split:{seed}")
+    rng = split_rng(seed)
     swapped: dict[int, int] = {}
     for position in range(count):
         pick = rng.randrange(position, count)

@@ -13,19 +13,20 @@ Each input row gives one output row, in order, with `correct`, `answer`, `rule` 
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mafine.atomic import atomic_open
 from mafine.errors import MafineError
 from mafine.grading import Grader, get_grader
 from mafine.grading.extract import extract_answer
 from mafine.grading.settings import GradingConfig
-from mafine.grading.vote import majority_vote_many, vote_rng
+from mafine.grading.vote import majority_vote_many
 from mafine.jsonl import parse_objects
+from mafine.seeds import vote_rng
 
 TieRng = Callable[[str], random.Random]
 
@@ -231,12 +232,9 @@ def grade_transcripts(
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Write rows as JSONL, atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
+    with atomic_open(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
 
 
 def _responses(

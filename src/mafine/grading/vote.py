@@ -102,11 +102,3 @@ def _comparisons(
     else:
         verdicts = [grader.equivalent(gold, answer) for gold, answer in keys]
     return dict(zip(keys, verdicts, strict=True))
-
-
-def vote_rng(seed: int, problem_id: str, vote: str = "final") -> random.Random:
-    """The tie-breaking generator of one problem's vote: fixed by the run seed, the problem
-    and which vote it is (`final`, or `round1` for the Majority baseline), so every rerun,
-    regrade and report breaks the same tie the same way."""
-    salt = "mafine-vote" if vote == "final" else f"mafine-vote-{vote}"
-    return random.Random(f"{salt}:{seed}:{problem_id}")

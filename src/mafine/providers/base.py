@@ -1,14 +1,21 @@
-"""The small interface every provider implements: generate text, tune a model, poll the tuning."""
+"""The small interface every provider implements: generate text, tune a model, poll the tuning.
+
+A provider declares what else it can do in `capabilities` (scoring, an embedding client,
+tuning, batch); callers read the declaration and call the declared method, never probe
+with getattr/hasattr. `ProviderBase` gives the refusals for what a provider cannot do.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from mafine.artifacts import Completion, Message
+from mafine.errors import MafineError
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,22 @@ class TuningStatus:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do beyond generating text."""
+
+    tuning: bool = False  # start_tuning / poll_tuning train new models
+    scoring: bool = False  # score(): token log-probabilities (likelihood diversity)
+    embedding: bool = False  # embedding_client(): a google-genai client for embeddings
+    batch: bool = False  # requests go out as batch jobs (cheaper, hours of latency)
+
+
 class Provider(Protocol):
     """What the stages need from a model backend."""
 
     name: str
     max_concurrency: int
+    capabilities: Capabilities
 
     async def generate(self, request: GenerationRequest) -> Completion:
         """One response. Raises MafineError for errors a user must act on."""
@@ -88,6 +106,38 @@ class Provider(Protocol):
         """The job's state now; called until it is no longer running."""
         ...
 
+    async def score(self, model: str, messages: Sequence[Message], response: str) -> list[float]:
+        """Log-probabilities of `response`'s tokens as the reply to `messages` under `model`
+        (only where `capabilities.scoring`)."""
+        ...
+
+    def embedding_client(self) -> Any:
+        """A google-genai client for embeddings (only where `capabilities.embedding`)."""
+        ...
+
     async def aclose(self) -> None:
         """Release clients, threads and memory; called once, inside the event loop."""
         ...
+
+
+class ProviderBase:
+    """The refusals of what a provider has not declared; subclass it and override what the
+    provider's `capabilities` say it can do."""
+
+    name: str = "provider"
+    capabilities: Capabilities = Capabilities()
+
+    def start_tuning(self, spec: TuningSpec) -> str:
+        raise MafineError(f"provider {self.name} cannot tune models")
+
+    def poll_tuning(self, job_name: str) -> TuningStatus:
+        raise MafineError(f"provider {self.name} cannot tune models")
+
+    async def score(self, model: str, messages: Sequence[Message], response: str) -> list[float]:
+        raise MafineError(f"provider {self.name} cannot score text")
+
+    def embedding_client(self) -> Any:
+        raise MafineError(f"provider {self.name} has no embedding client")
+
+    async def aclose(self) -> None:
+        return None

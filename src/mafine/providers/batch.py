@@ -20,6 +20,7 @@ keys) is reused: a job submitted by a run killed before it could record it is no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +34,13 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from mafine.artifacts import BatchRecord, Completion
 from mafine.errors import MafineError
 from mafine.jsonl import AppendLog, iter_log
-from mafine.providers.base import GenerationRequest, TuningSpec, TuningStatus
+from mafine.providers.base import (
+    Capabilities,
+    GenerationRequest,
+    ProviderBase,
+    TuningSpec,
+    TuningStatus,
+)
 from mafine.providers.gemini import (
     ENDED_BADLY,
     GeminiProvider,
@@ -56,8 +63,9 @@ class _Pending:
     reasks: int = 0
 
 
-class BatchProvider:
-    """A provider that sends generation requests as batch jobs; tuning goes to `inner`."""
+class BatchProvider(ProviderBase):
+    """A provider that sends generation requests as batch jobs; tuning and embeddings go to
+    `inner`, whose capabilities it passes through."""
 
     name = "gemini"
 
@@ -74,6 +82,13 @@ class BatchProvider:
         self._polls: dict[str, asyncio.Task[dict[str, Completion | str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.jobs_submitted = 0
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return dataclasses.replace(self.inner.capabilities, batch=True)
+
+    def embedding_client(self) -> Any:
+        return self.inner.embedding_client()
 
     # Tuning is not batched --------------------------------------------------------------
     def start_tuning(self, spec: TuningSpec) -> str:

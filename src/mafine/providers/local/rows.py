@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from mafine.artifacts import Message
-
-
-def row_seed(key: str) -> int:
-    """A 63-bit seed from a request's key, which covers its model, messages, sampling, sample
-    index and seed: each request has its own random stream, whatever it is batched with."""
-    digest = hashlib.sha256(f"mafine-local:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @dataclass(frozen=True)

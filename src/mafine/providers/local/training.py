@@ -29,10 +29,12 @@ from rich.progress import (
 )
 from transformers import get_cosine_schedule_with_warmup
 
+from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
 from mafine.providers.base import TuningSpec
 from mafine.providers.local.engine import ADAPTER_CONFIG, Engine, quiet_peft_wrap
 from mafine.providers.local.provider import ADAPTER_DIR, DONE_FILE
+from mafine.seeds import derived_seed
 
 IGNORE = -100
 LOG_FILE = "train_log.jsonl"
@@ -111,19 +113,12 @@ def read_conversations(path: Path) -> list[list[dict]]:
     return conversations
 
 
-def derived_seed(*parts: object) -> int:
-    blob = ":".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") >> 1
-
-
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def train_adapter(engine: Engine, spec: TuningSpec, seed: int, console: Console) -> dict:

@@ -1,0 +1,71 @@
+"""Every seed mafine derives, in one place.
+
+Each derivation hashes a salt string and the values that identify one random stream (sha256 or
+`random.Random`'s own string seeding: no PYTHONHASHSEED involved), so the same config and seed
+give the same problems, data selection, votes and responses wherever the run directory lives.
+
+The salt strings and the bit widths are part of the artifacts' identity: journals, data splits
+and tie-breaks made by earlier versions depend on them, and `tests/test_seeds.py` pins their
+values. Change one only with the intent of changing every run's results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+
+def _digest(material: str) -> bytes:
+    return hashlib.sha256(material.encode()).digest()
+
+
+def request_seed(run_seed: int, sample_index: int) -> int:
+    """The per-request sampling seed (31 bits): fixed by the run seed and the sample index."""
+    return int.from_bytes(_digest(f"mafine:{run_seed}:{sample_index}")[:4], "big") & 0x7FFFFFFF
+
+
+def split_rng(seed: int) -> random.Random:
+    """The generator that orders a data source's rows before the train/eval split."""
+    return random.Random(f"mafine-split:{seed}")
+
+
+def sft_rng(seed: int, iteration: int, agent: int) -> random.Random:
+    """The generator that mixes one critic's corrected and kept examples in one iteration."""
+    return random.Random(f"mafine-sft:{seed}:{iteration}:{agent}")
+
+
+def vote_rng(seed: int, problem_id: str, vote: str = "final") -> random.Random:
+    """The tie-breaking generator of one problem's vote: fixed by the run seed, the problem
+    and which vote it is (`final`, or `round1` for the Majority baseline), so every rerun,
+    regrade and report breaks the same tie the same way."""
+    salt = "mafine-vote" if vote == "final" else f"mafine-vote-{vote}"
+    return random.Random(f"{salt}:{seed}:{problem_id}")
+
+
+def deepmind_seed(module: str, difficulty: str, seed: int) -> int:
+    """A 256-bit seed for one `mathematics-dataset` stream (module, difficulty, run seed)."""
+    return int.from_bytes(_digest(f"mafine/deepmind/{module}/{difficulty}/{seed}"), "big")
+
+
+def local_row_seed(key: str) -> int:
+    """A 63-bit seed from a request's key (model, messages, sampling, sample index, seed):
+    each local generation has its own random stream, whatever it is batched with."""
+    return int.from_bytes(_digest(f"mafine-local:{key}")[:8], "big") >> 1
+
+
+def derived_seed(*parts: object) -> int:
+    """A 63-bit seed from `parts` joined by ':' (local tuning: the run seed and the job)."""
+    return int.from_bytes(_digest(":".join(str(p) for p in parts))[:8], "big") >> 1
+
+
+def fake_response_rng(model: str, canonical_request: str) -> random.Random:
+    """The fake Gemini's generator for one response: a pure function of the model and the
+    request body (canonical JSON)."""
+    material = json.dumps({"model": model, "request": canonical_request}, sort_keys=True)
+    return random.Random(int.from_bytes(_digest(material)[:16], "big"))
+
+
+def unit_interval(material: str) -> float:
+    """A number in [0, 1) that is a pure function of `material` (the fake's fault draws)."""
+    return int.from_bytes(_digest(material)[:8], "big") / 2.0**64
