@@ -333,6 +333,13 @@ class ProviderConfig(Strict):
     model: str = "gemini-3.1-flash-lite"
     max_concurrency: int = Field(8, ge=1, le=MAX_CONCURRENCY)
     timeout_s: float = Field(120.0, gt=0.0, le=86400.0)
+    empty_response_limit: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of a stage's responses that may have no text (blocked, no "
+        "candidates) before it stops; 1: never stop",
+    )
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     fake: FakeSettings = Field(default_factory=FakeSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
@@ -361,6 +368,7 @@ MUTABLE_KEYS = (
     "run_dir",
     "provider.max_concurrency",
     "provider.timeout_s",
+    "provider.empty_response_limit",
     "provider.gemini.api_key_env",
     "provider.gemini.tier",
     "provider.gemini.requests_per_minute",

@@ -63,7 +63,12 @@ async def debate_stage(session: Session, iteration: int, split: str) -> None:
     problems = prepare.load_problems(run, split)
     with run.stage(name) as counters:
         generator = Generator(
-            session.provider, session.journal, sampling(run.config), run.config.seed, counters
+            session.provider,
+            session.journal,
+            sampling(run.config),
+            run.config.seed,
+            counters,
+            empty_limit=run.config.provider.empty_response_limit,
         )
         await debate.run_debates(
             run,
