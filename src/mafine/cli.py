@@ -212,8 +212,11 @@ def grade(
     def body() -> None:
         from mafine.grading.grade_file import grade_file
         from mafine.grading.settings import GradingConfig
+        from mafine.outputs import check_output
         from mafine.ui import console
 
+        if output is not None:
+            check_output(output, [file])
         grading = _grading(GradingConfig(), grader, fallback)
         console.print(grade_file(file, grading, output, seed=seed).describe(), markup=False)
 
@@ -270,7 +273,11 @@ def report(
     def body() -> None:
         from mafine.analysis.compare import comparison_table, write_comparison
         from mafine.analysis.report import load_metrics, results_table
+        from mafine.outputs import check_output
         from mafine.ui import console
+
+        if output is not None:
+            check_output(output, runs)
 
         if len(runs) == 1:
             console.print(results_table(load_metrics(runs[0])))
@@ -406,7 +413,13 @@ def fake_gemini(
             )
         except ValidationError as exc:
             raise MafineError(describe_validation_error(exc)) from None
-        fake = FakeGemini(settings, port=port).start()
+        try:
+            fake = FakeGemini(settings, port=port).start()
+        except OSError as exc:
+            raise MafineError(
+                f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
+                "--port, or --port 0 for a free one"
+            ) from None
         console.print(f"fake Gemini on {fake.url} (Ctrl-C stops it)", markup=False)
         fake.serve_forever()
 
