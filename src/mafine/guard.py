@@ -74,7 +74,8 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return describe_os_error(exc)
     if isinstance(exc, UnicodeDecodeError):
-        return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8"
+        where = _file_being_read(exc) or "a file"
+        return f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8"
     if isinstance(exc, RecursionError):
         return "input nested too deeply to read"
     if isinstance(exc, MemoryError):
@@ -104,7 +105,33 @@ def _third_party(exc: BaseException) -> str | None:
             "login` or set GOOGLE_APPLICATION_CREDENTIALS, and set provider.gemini.project"
         )
     if name.startswith("pydantic_core") and "ValidationError" in name:
-        return f"unexpected data shape: {exc}"
+        errors = exc.errors()  # type: ignore[attr-defined]
+        first = errors[0] if errors else {"loc": (), "msg": str(exc)}
+        loc = ".".join(str(p) for p in first["loc"])
+        return (
+            f"data of an unexpected shape ({getattr(exc, 'title', 'data')}"
+            f"{': ' + loc if loc else ''}: {first['msg']}); if it came from the provider, "
+            "its endpoint is not answering like the API (check provider.gemini.base_url)"
+        )
+    return None
+
+
+def _file_being_read(exc: BaseException) -> str | None:
+    """The path or open file nearest the failure, from the traceback's frames."""
+    from pathlib import PurePath
+
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            if isinstance(value, PurePath):
+                return str(value)
+            name = getattr(value, "name", None)
+            if hasattr(value, "read") and isinstance(name, str):
+                return name
     return None
 
 
