@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mafine import prompts, secrets
 from mafine.config_checks import check_raw, parse_yaml, read_yaml_file
@@ -225,26 +225,6 @@ class GeminiSettings(Strict):
     location: str = "us-central1"
     base_url: str | None = Field(None, description="another endpoint, e.g. `mafine fake-gemini`")
 
-    @field_validator("api_key_env")
-    @classmethod
-    def _a_name_not_a_key(cls, value: str) -> str:
-        if secrets.looks_like_a_key(value):
-            raise ValueError(
-                "expects the NAME of the environment variable holding the key (e.g. "
-                "GEMINI_API_KEY), not the key itself; export the key in that variable"
-            )
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _no_key_in_the_url(cls, value: str | None) -> str | None:
-        if value and secrets.url_secret_parameters(value):
-            raise ValueError(
-                "must not carry a key in its query (it would be stored in the run directory); "
-                "put the key in the variable named by provider.gemini.api_key_env"
-            )
-        return value
-
     tuning_bucket: str | None = Field(None, description="gs://bucket/prefix for tuning files")
     # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
     tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
@@ -275,7 +255,7 @@ class GeminiSettings(Strict):
     batch_bucket: str | None = Field(
         None, description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)"
     )
-    batch_poll_s: float = Field(30.0, gt=0, le=3600, description="seconds between batch job polls")
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between batch job polls")
     batch_window_s: float = Field(
         1.0, gt=0, description="requests arriving within this quiet time share one batch job"
     )
@@ -343,6 +323,23 @@ class ProviderConfig(Strict):
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     fake: FakeSettings = Field(default_factory=FakeSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+
+    @model_validator(mode="after")
+    def _no_secret_stored(self) -> ProviderConfig:
+        """A key pasted into the config would be written to config.yaml and the manifest."""
+        if secrets.looks_like_a_key(self.gemini.api_key_env):
+            raise ValueError(
+                "provider.gemini.api_key_env expects the NAME of the environment variable "
+                "holding the key (e.g. GEMINI_API_KEY), not the key itself; export the key in "
+                "that variable"
+            )
+        if self.gemini.base_url and secrets.url_secret_parameters(self.gemini.base_url):
+            raise ValueError(
+                "provider.gemini.base_url must not carry a key in its query (it would be "
+                "stored in the run directory); put the key in the variable named by "
+                "provider.gemini.api_key_env"
+            )
+        return self
 
 
 class Config(Strict):
