@@ -58,12 +58,9 @@ def _options(
         bool, typer.Option("--debug", help="Show the traceback of an error (or MAFINE_DEBUG=1).")
     ] = False,
 ) -> None:
-    if debug:
-        import os
+    from mafine import guard
 
-        from mafine.guard import DEBUG_ENV
-
-        os.environ[DEBUG_ENV] = "1"
+    guard.debug_option = debug
 
 
 def _load(config: Path, overrides: list[str] | None) -> Config:

@@ -49,8 +49,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so every stage it cuts short records itself interrupted."""
 
 
+debug_option = False  # `mafine --debug`, set by the CLI for each invocation
+
+
 def debug_enabled() -> bool:
-    return os.environ.get(DEBUG_ENV, "").lower() not in {"", "0", "false", "no"}
+    return debug_option or os.environ.get(DEBUG_ENV, "").lower() not in {"", "0", "false", "no"}
 
 
 def print_error(message: str) -> None:

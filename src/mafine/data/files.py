@@ -247,10 +247,15 @@ def _load(path: Path, fmt: str, features: dict[str, str] | None) -> Any:
     if fmt == "csv":
         kwargs.update(keep_default_na=False, encoding="utf-8-sig")
     with _quiet(datasets_logging), tempfile.TemporaryDirectory(prefix="mafine-ds-") as cache:
+        source = path
+        if any(char in str(path) for char in "[]*?"):
+            # datasets reads data_files as glob patterns: link the file under a plain name
+            source = Path(cache) / f"data{path.suffix}"
+            source.symlink_to(path.resolve())
         try:
             return datasets.load_dataset(
                 fmt,
-                data_files=str(path),
+                data_files=str(source),
                 split="train",
                 cache_dir=cache,
                 keep_in_memory=True,
