@@ -126,10 +126,12 @@ def test_sigkill_then_rerun(tmp_path, reference, stage, responses):
 
 
 @pytest.mark.parametrize(
-    ("sent", "code", "word"),
-    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+    ("sent", "code", "word", "stage"),
+    [
+        (signal.SIGTERM, 143, "terminated", "iter-1/train-debate"),
+        (signal.SIGINT, 130, "interrupted", "baseline/eval-debate"),
+    ],
 )
-@pytest.mark.parametrize("stage", ["iter-1/train-debate", "baseline/eval-debate"])
 def test_sigterm_and_ctrl_c_record_the_stage_interrupted(
     tmp_path, reference, sent, code, word, stage
 ):
