@@ -233,7 +233,7 @@ def _refuse_foreign_directory(root: Path) -> None:
     """A run directory is new, empty, or a mafine run: never someone else's files."""
     if root.exists() and not root.is_dir():
         raise MafineError(f"run directory {root} is a file; set run_dir to a directory")
-    if not root.is_dir() or (root / CONFIG_FILE).exists():
+    if not root.is_dir() or (root / CONFIG_FILE).exists() or _locked_by_mafine(root):
         return
     foreign = sorted(p.name for p in root.iterdir() if p.name not in _RUN_FILES)
     if foreign:
@@ -242,6 +242,15 @@ def _refuse_foreign_directory(root: Path) -> None:
             f"{' ...' if len(foreign) > 3 else ''}) and is not a mafine run; set run_dir to a "
             "new or empty directory"
         )
+
+
+def _locked_by_mafine(root: Path) -> bool:
+    """Whether mafine has opened this directory before (its lock file says so)."""
+    lock = root / LOCK_FILE
+    try:
+        return lock.is_file() and lock.read_bytes().startswith(b"mafine pid")
+    except OSError:
+        return False
 
 
 def _acquire_lock(root: Path) -> IO[str]:
