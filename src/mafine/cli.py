@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from mafine.guard import OneLineUsageErrors
+
 if TYPE_CHECKING:
     from mafine.config import Config
     from mafine.grading.settings import GradingConfig
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from mafine.rundir import RunDir
 
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     name="mafine",
     help="Multiagent fine-tuning: agents debate, each is tuned on its own slice, the society "
     "is evaluated against single-model baselines.",

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from mafine.errors import MafineError
 from mafine.secrets import scrub
@@ -173,3 +174,30 @@ def guarded(body: Callable[[], Any]) -> Any:
         if debug_enabled():
             traceback.print_exc()
         fail(describe(exc), 1)
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The command group, whose usage errors (an unknown option, a bad value for one, an
+    unreadable argument) are one plain line too, instead of a framed panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(exc)
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            context = getattr(exc, "ctx", None)
+            where = f"; see `{context.command_path} --help`" if context is not None else ""
+            print_error(f"{exc.format_message().rstrip('.')}{where}")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            print_error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)

@@ -18,7 +18,7 @@ import yaml
 
 from mafine import attempts, provenance
 from mafine.artifacts import Usage
-from mafine.atomic import write_text_atomic
+from mafine.atomic import atomic_path, write_text_atomic
 from mafine.config import Config, config_dict, config_differences
 from mafine.errors import MafineError
 from mafine.jsonl import write_json
@@ -161,6 +161,7 @@ class RunDir:
         of every attempt (see mafine.attempts), so a resumed stage hides no spend."""
         counters = StageCounters()
         started = time.monotonic()
+        untouched = None if self._recorded else self._snapshot()
         entry = self.read_manifest().get("stages", {}).get(name, {})
         earlier = attempts.earlier_attempts(entry, self.journal)
         self._update_stage(
@@ -184,19 +185,37 @@ class RunDir:
 
             usage = earlier.usage + counters.usage
             counters.cost = stage_cost(self.config, counters.usage)
-            self._update_stage(
-                name,
-                {
-                    "status": status,
-                    "finished": _now(),
-                    "seconds": round(time.monotonic() - started, 3),
-                    "attempts": earlier.attempts + 1,
-                    "requests": earlier.requests + counters.requests,
-                    "cached_responses": earlier.cached + counters.cached,
-                    "usage": usage.model_dump(),
-                    **stage_cost(self.config, usage),
-                },
-            )
+            if status == "failed" and counters.requests == 0 and untouched is not None:
+                # refused before anything was spent: leave the directory as it was
+                self._restore(untouched)
+            else:
+                self._update_stage(
+                    name,
+                    {
+                        "status": status,
+                        "finished": _now(),
+                        "seconds": round(time.monotonic() - started, 3),
+                        "attempts": earlier.attempts + 1,
+                        "requests": earlier.requests + counters.requests,
+                        "cached_responses": earlier.cached + counters.cached,
+                        "usage": usage.model_dump(),
+                        **stage_cost(self.config, usage),
+                    },
+                )
+
+    def _snapshot(self) -> dict[Path, bytes | None]:
+        """The bytes of the files recording an invocation, before this one touches them."""
+        paths = (self.root / CONFIG_FILE, self.root / MANIFEST_FILE)
+        return {path: path.read_bytes() if path.exists() else None for path in paths}
+
+    def _restore(self, snapshot: dict[Path, bytes | None]) -> None:
+        for path, data in snapshot.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            elif not path.exists() or path.read_bytes() != data:
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
+        self._recorded = False
 
     def _update_stage(self, name: str, values: dict[str, Any]) -> None:
         manifest = self.read_manifest()
