@@ -13,7 +13,7 @@ from rich.console import Console
 
 from mafine.analysis import compare, plots, report
 from mafine.errors import MafineError
-from mafine.stages.evaluate import LABELS
+from mafine.methods import METHODS
 
 T, F = True, False
 IDS = [f"eval-{i:05d}" for i in range(10)]
@@ -73,7 +73,7 @@ def document(outcomes: dict[tuple[str, int], list[bool]] = OUTCOMES, **header_ch
     methods = [
         {
             "key": key,
-            "label": LABELS[key],
+            "label": METHODS.get(key).label,
             "iteration": iteration,
             "uses_labels": key == "star",
             "correct": correct,

@@ -229,9 +229,9 @@ def _grading(
     """The grading config with a grader (and fallbacks) chosen on the command line."""
     from pydantic import ValidationError
 
-    from mafine.config import describe_validation_error
     from mafine.errors import MafineError
     from mafine.grading.settings import GradingConfig
+    from mafine.schema import describe_validation_error
 
     raw = base.model_dump()
     if grader is not None:
@@ -316,7 +316,7 @@ def sweep(
     """Run a grid of configs into RUN_DIR/sweep/<key=value,...>, skipping finished points."""
 
     def body() -> None:
-        from mafine.analysis.sweep import sweep as run_sweep
+        from mafine.sweep import sweep as run_sweep
 
         if not grid and seeds is None:
             _fail("give at least one --grid key=v1,v2 or --seeds", 2)
@@ -394,9 +394,10 @@ def fake_gemini(
     def body() -> None:
         from pydantic import ValidationError
 
-        from mafine.config import FakeSettings, describe_validation_error
         from mafine.errors import MafineError
         from mafine.providers.fake_gemini import FakeGemini
+        from mafine.providers.settings import FakeSettings
+        from mafine.schema import describe_validation_error
         from mafine.ui import console
 
         try:

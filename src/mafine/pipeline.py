@@ -7,7 +7,7 @@ from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mafine.config import Config, config_dict
+from mafine.config import Config, variant_config
 from mafine.errors import MafineError
 from mafine.grading import Grader, get_grader
 from mafine.journal import Generator, Journal
@@ -134,25 +134,6 @@ async def run_all(session: Session) -> dict[str, Any]:
                 await debate_stage(variant, iteration, "eval")
     console.rule("evaluation")
     return await evaluate_stage(session, iterations)
-
-
-VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "single_agent_ft": {"sft": {"selection": "single_agent"}},
-    "no_summary": {"debate": {"summarize": False}},
-    "no_critic": {"finetune": {"tune_critics": False}},
-    "star": {"sft": {"selection": "star"}},
-}
-
-
-def variant_config(config: Config, name: str) -> Config:
-    """The run's config with one variant's changes, in `<run_dir>/variants/<name>`."""
-    raw = config_dict(config)
-    for section, values in VARIANTS[name].items():
-        raw[section].update(values)
-    assert config.run_dir is not None
-    raw["run_dir"] = str(config.run_dir / "variants" / name)
-    raw["evaluation"] = {"compare": [], "baselines": False}
-    return Config.model_validate(raw)
 
 
 @contextmanager

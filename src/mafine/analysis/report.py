@@ -129,7 +129,7 @@ def as_document(document: MetricsDocument | dict[str, Any]) -> MetricsDocument:
     try:
         return MetricsDocument.model_validate(document)
     except ValidationError as exc:
-        from mafine.config import describe_validation_error
+        from mafine.schema import describe_validation_error
 
         raise MafineError(f"metrics document: {describe_validation_error(exc)}") from None
 
@@ -152,7 +152,7 @@ def load_metrics(path: Path) -> MetricsDocument:
     try:
         return MetricsDocument.model_validate(raw)
     except ValidationError as exc:
-        from mafine.config import describe_validation_error
+        from mafine.schema import describe_validation_error
 
         raise MafineError(f"{path}: {describe_validation_error(exc)}") from None
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mafine.schema import MUTABLE
+
 GraderName = Literal["string", "numeric", "sympy", "math_verify", "auto"]
 FallbackRule = Literal["final_answer", "last_number"]
 
@@ -28,6 +30,7 @@ class GradingConfig(BaseModel):
         None,
         ge=0,
         description="processes for symbolic graders; None: one per core; 0: in this process",
+        json_schema_extra=MUTABLE,
     )
     answer_style: Literal["detect", "numeric", "latex"] = Field(
         "detect",
@@ -39,7 +42,9 @@ class GradingConfig(BaseModel):
     max_answer_chars: int = Field(
         1000, ge=1, description="longer answers are judged not equal without a symbolic check"
     )
-    cache_size: int = Field(100_000, ge=0, description="verdicts remembered per grader")
+    cache_size: int = Field(
+        100_000, ge=0, description="verdicts remembered per grader", json_schema_extra=MUTABLE
+    )
 
     @field_validator("fallbacks")
     @classmethod

@@ -6,15 +6,16 @@ import re
 from collections.abc import Iterator
 
 from mafine.artifacts import Problem
-from mafine.config import Config, DeepMindSource, FileSource, HubSource
+from mafine.config import Config
+from mafine.data.registry import SOURCES, Record
+from mafine.data.settings import SourceSettings
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows, write_rows
+from mafine.registry import resolve
 from mafine.rundir import RunDir
-from mafine.seeds import split_rng
 from mafine.ui import console
 
 SPLITS = ("train", "eval")
-Record = tuple[str | None, str, str]  # (id or None, question, answer)
 
 
 def normalize_question(text: str) -> str:
@@ -122,33 +123,13 @@ def check_disjoint(train: list[Problem], evaluation: list[Problem]) -> None:
         )
 
 
-def source_name(source: DeepMindSource | FileSource | HubSource) -> str:
-    if isinstance(source, DeepMindSource):
-        return f"deepmind/{source.module} ({source.difficulty})"
-    if isinstance(source, HubSource):
-        from mafine.data.hub import describe
-
-        return describe(source)
-    return str(source.path)
+def source_name(source: SourceSettings) -> str:
+    return resolve(SOURCES.get(source.kind).describe)(source)
 
 
-def _candidates(source: DeepMindSource | FileSource | HubSource, seed: int) -> Iterator[Record]:
-    if isinstance(source, DeepMindSource):
-        from mafine.data.deepmind import iter_deepmind
-
-        for question, answer in iter_deepmind(source.module, source.difficulty, seed):
-            yield None, question, answer
-        return
-    if isinstance(source, HubSource):
-        from mafine.data.hub import iter_hub
-
-        yield from iter_hub(source, seed)
-        return
-    from mafine.data.files import iter_file
-
-    rows = list(iter_file(source))
-    split_rng(seed).shuffle(rows)
-    yield from rows
+def _candidates(source: SourceSettings, seed: int) -> Iterator[Record]:
+    """The source's records in its seeded order (read by the reader its kind registers)."""
+    return resolve(SOURCES.get(source.kind).records)(source, seed)
 
 
 def _problem(record: Record, split: str, index: int, source: str) -> Problem:

@@ -35,7 +35,7 @@ from mafine.providers.local.settings import LocalSettings
 from mafine.seeds import local_row_seed
 
 if TYPE_CHECKING:
-    from mafine.config import ProviderConfig
+    from mafine.providers.settings import ProviderConfig
 
 EXTRA_MESSAGE = "the local provider needs the 'local' extra: pip install 'mafine[local]'"
 JOB_FILE = "job.json"

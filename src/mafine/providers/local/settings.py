@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mafine.schema import MUTABLE
+
 
 class LocalSettings(BaseModel):
     """How the local provider loads, batches, samples from and tunes open models."""
@@ -29,11 +31,19 @@ class LocalSettings(BaseModel):
     # Generation.
     batch_size: int = Field(16, ge=1, description="rows per batched generate call")
     batch_window_ms: float = Field(
-        5.0, ge=0.0, description="how long the batcher waits for requests arriving together"
+        5.0,
+        ge=0.0,
+        description="how long the batcher waits for requests arriving together",
+        json_schema_extra=MUTABLE,
     )
-    score_batch_size: int = Field(4, ge=1, description="rows per log-likelihood forward pass")
+    score_batch_size: int = Field(
+        4, ge=1, description="rows per log-likelihood forward pass", json_schema_extra=MUTABLE
+    )
     max_adapters: int = Field(
-        8, ge=1, description="LoRA adapters kept loaded; the least recently used is unloaded"
+        8,
+        ge=1,
+        description="LoRA adapters kept loaded; the least recently used is unloaded",
+        json_schema_extra=MUTABLE,
     )
 
     # LoRA.
@@ -57,4 +67,9 @@ class LocalSettings(BaseModel):
         2048, ge=16, description="longer training examples are cut at the end (counted, logged)"
     )
     gradient_checkpointing: bool = Field(False, description="less memory, about 30% slower")
-    log_every: int = Field(10, ge=1, description="optimizer steps between loss lines off a TTY")
+    log_every: int = Field(
+        10,
+        ge=1,
+        description="optimizer steps between loss lines off a TTY",
+        json_schema_extra=MUTABLE,
+    )

@@ -1,0 +1,277 @@
+"""The provider section of the config: which backend, its model, limits and its settings.
+
+Each builtin provider's settings are a section of `ProviderConfig`; a provider registered
+later brings its own settings model, accepted as `provider.<name>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from mafine import secrets
+from mafine.providers.base import Capabilities
+from mafine.providers.local.settings import LocalSettings
+from mafine.providers.registry import PROVIDERS, ProviderEntry
+from mafine.schema import MUTABLE, Strict
+
+
+class GeminiSettings(Strict):
+    api_key_env: str = Field(
+        "GEMINI_API_KEY",
+        description="environment variable with the key",
+        json_schema_extra=MUTABLE,
+    )
+    vertex: bool = Field(False, description="use Vertex AI (needed for tuning)")
+    project: str | None = None
+    location: str = "us-central1"
+    base_url: str | None = Field(None, description="another endpoint, e.g. `mafine fake-gemini`")
+    tuning_bucket: str | None = Field(None, description="gs://bucket/prefix for tuning files")
+    # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
+    tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
+        "tier1",
+        description="usage tier whose limits pace requests; none: no client-side pacing",
+        json_schema_extra=MUTABLE,
+    )
+    requests_per_minute: float | None = Field(
+        None,
+        gt=0,
+        description="client-side request limit (overrides the tier's)",
+        json_schema_extra=MUTABLE,
+    )
+    tokens_per_minute: float | None = Field(
+        None,
+        gt=0,
+        description="client-side input-token limit (overrides the tier's)",
+        json_schema_extra=MUTABLE,
+    )
+    max_attempts: int = Field(
+        8,
+        ge=1,
+        description="tries per request on 5xx, timeouts and dropped connections",
+        json_schema_extra=MUTABLE,
+    )
+    retry_initial_s: float = Field(
+        1.0,
+        gt=0,
+        description="first backoff; doubles, with jitter",
+        json_schema_extra=MUTABLE,
+    )
+    retry_max_s: float = Field(
+        60.0, gt=0, description="longest single backoff", json_schema_extra=MUTABLE
+    )
+    rate_limit_wait_s: float = Field(
+        900.0,
+        gt=0,
+        description="longest total wait on per-minute 429s for one request",
+        json_schema_extra=MUTABLE,
+    )
+    reask_blocked: int = Field(
+        2,
+        ge=0,
+        description="re-asks of a response with no text (blocked, no candidates) before it is "
+        "recorded as it is",
+    )
+    # Batch mode: half price, hours of latency.
+    batch: bool = Field(
+        False,
+        description="send requests as Gemini batch jobs (half price)",
+        json_schema_extra=MUTABLE,
+    )
+    batch_bucket: str | None = Field(
+        None,
+        description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)",
+        json_schema_extra=MUTABLE,
+    )
+    batch_poll_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds between batch job polls",
+        json_schema_extra=MUTABLE,
+    )
+    batch_window_s: float = Field(
+        1.0,
+        gt=0,
+        description="requests arriving within this quiet time share one batch job",
+        json_schema_extra=MUTABLE,
+    )
+    batch_max_requests: int = Field(
+        5000,
+        ge=1,
+        description="most requests in one batch job (and in flight in batch mode)",
+        json_schema_extra=MUTABLE,
+    )
+
+
+class FakeSettings(Strict):
+    """Behaviour of the offline fake Gemini (see `mafine fake-gemini`)."""
+
+    error_rate: float = Field(0.25, ge=0.0, le=1.0)
+    adopt_majority: float = Field(0.8, ge=0.0, le=1.0)
+    tuning_polls: int = Field(1, ge=0, description="polls before a fake tuning job finishes")
+    models: list[str] = Field(
+        default_factory=lambda: [
+            "gemini-3.1-flash-lite",
+            "gemini-3.5-flash-lite",
+            "gemini-3.5-flash",
+        ],
+        description="base models the fake serves; others answer 404 like a retired model",
+    )
+    batch_polls: int = Field(
+        1, ge=0, description="polls before a fake batch job finishes", json_schema_extra=MUTABLE
+    )
+    # Latency and fault injection (all deterministic per request and attempt).
+    latency_s: float = Field(
+        0.0, ge=0.0, description="added to every generation request", json_schema_extra=MUTABLE
+    )
+    fault_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of generation attempts answered with a fault",
+        json_schema_extra=MUTABLE,
+    )
+    fault_kinds: list[
+        Literal[
+            "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety",
+            "malformed",
+        ]
+    ] = Field(
+        default_factory=lambda: [
+            "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety",
+            "malformed",
+        ],
+        description="faults drawn from (uniformly) when an attempt is faulty",
+        json_schema_extra=MUTABLE,
+    )  # fmt: skip
+    fault_seed: int = Field(
+        0, description="seeds the draw of faulty attempts", json_schema_extra=MUTABLE
+    )
+    retry_delay_s: float = Field(
+        1.0, ge=0.0, description="RetryInfo delay of an injected 429", json_schema_extra=MUTABLE
+    )
+    hang_s: float = Field(
+        30.0, ge=0.0, description="how long an injected hang lasts", json_schema_extra=MUTABLE
+    )
+    daily_quota: bool = Field(
+        False,
+        description="answer every generation with a per-day 429",
+        json_schema_extra=MUTABLE,
+    )
+    requests_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="server-side limit: 429 past this many requests in 60 s",
+        json_schema_extra=MUTABLE,
+    )
+
+
+MAX_CONCURRENCY = 4096  # more requests in flight than any quota or machine serves
+
+
+class ProviderConfig(Strict):
+    """`provider`: the backend (a registered name), its model and limits, and the settings of
+    each provider; a registered provider with its own settings model adds `provider.<name>`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field("fake", description="a registered provider: fake, gemini, local, ...")
+    model: str = "gemini-3.1-flash-lite"
+    max_concurrency: int = Field(8, ge=1, le=MAX_CONCURRENCY, json_schema_extra=MUTABLE)
+    timeout_s: float = Field(120.0, gt=0.0, le=86400.0, json_schema_extra=MUTABLE)
+    empty_response_limit: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of a stage's responses that may have no text (blocked, no "
+        "candidates) before it stops; 1: never stop",
+        json_schema_extra=MUTABLE,
+    )
+    gemini: GeminiSettings = Field(default_factory=GeminiSettings)
+    fake: FakeSettings = Field(default_factory=FakeSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        PROVIDERS.get(name)
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections(cls, raw: Any) -> Any:
+        """Validate `provider.<name>` sections of registered providers; refuse other keys."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        for key, value in raw.items():
+            if key in cls.model_fields:
+                continue
+            entry = PROVIDERS.get(key) if key in PROVIDERS else None
+            if entry is None or entry.settings is None:
+                raise ValueError(f"unknown key provider.{key}")
+            raw[key] = entry.settings.model_validate(value)
+        return raw
+
+    @model_validator(mode="after")
+    def _no_secret_stored(self) -> ProviderConfig:
+        """A key pasted into the config would be written to config.yaml and the manifest."""
+        if secrets.looks_like_a_key(self.gemini.api_key_env):
+            raise ValueError(
+                "provider.gemini.api_key_env expects the NAME of the environment variable "
+                "holding the key (e.g. GEMINI_API_KEY), not the key itself; export the key in "
+                "that variable"
+            )
+        if self.gemini.base_url and secrets.url_secret_parameters(self.gemini.base_url):
+            raise ValueError(
+                "provider.gemini.base_url must not carry a key in its query (it would be "
+                "stored in the run directory); put the key in the variable named by "
+                "provider.gemini.api_key_env"
+            )
+        return self
+
+    @property
+    def entry(self) -> ProviderEntry:
+        return PROVIDERS.get(self.name)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the configured provider can do with these settings (before it is opened)."""
+        return self.entry.capabilities(self)
+
+    def settings_of(self, name: str) -> Any:
+        """The `provider.<name>` section of a registered provider with its own settings."""
+        return getattr(self, name)
+
+
+PROVIDERS.register(
+    ProviderEntry(
+        "fake",
+        open="mafine.providers:open_fake",
+        capabilities=lambda config: Capabilities(
+            tuning=True, embedding=True, batch=config.gemini.batch
+        ),
+        priced=True,
+        help="the production gemini provider against an offline fake Gemini",
+    )
+)
+PROVIDERS.register(
+    ProviderEntry(
+        "gemini",
+        open="mafine.providers:open_gemini",
+        capabilities=lambda config: Capabilities(
+            tuning=config.gemini.vertex, embedding=True, batch=config.gemini.batch
+        ),
+        priced=True,
+        help="Google Gemini, through the Gemini API or Vertex AI",
+    )
+)
+PROVIDERS.register(
+    ProviderEntry(
+        "local",
+        open="mafine.providers:open_local",
+        capabilities=lambda config: Capabilities(tuning=True, scoring=True),
+        help="a local open model (transformers + peft; the 'local' extra)",
+    )
+)
