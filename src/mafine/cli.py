@@ -95,7 +95,9 @@ def _with_session(
             async with open_session(run) as session:
                 return await work(session)
 
-        return asyncio.run(main())
+        from mafine.guard import run_async
+
+        return run_async(main)
 
     return _with_run(config_path, overrides, in_run)
 
