@@ -23,7 +23,7 @@ from mafine.errors import MafineError
 from mafine.grading.settings import GradingConfig
 from mafine.methods import METHODS, compared_method
 from mafine.providers.settings import FakeSettings, GeminiSettings, ProviderConfig  # noqa: F401
-from mafine.schema import MUTABLE, Strict, describe_validation_error, mutable_keys
+from mafine.schema import Strict, describe_validation_error, mutable_field, mutable_keys
 
 
 class AgentsConfig(Strict):
@@ -117,7 +117,7 @@ class FinetuneConfig(Strict):
     epochs: int = Field(2, ge=1)
     learning_rate_multiplier: float = Field(1.0, gt=0.0)
     adapter_size: Literal[1, 2, 4, 8, 16] = 4
-    poll_seconds: float = Field(30.0, gt=0.0, le=3600.0, json_schema_extra=MUTABLE)
+    poll_seconds: float = mutable_field(30.0, gt=0.0, le=3600.0)
     tune_critics: bool = Field(True, description="false: critics keep their previous model")
 
 
@@ -148,10 +148,8 @@ class EvaluationConfig(Strict):
 
 class Config(Strict):
     seed: int = 0
-    iterations: int = Field(1, ge=1, json_schema_extra=MUTABLE)
-    run_dir: Path | None = Field(
-        None, description="defaults to runs/<config file stem>", json_schema_extra=MUTABLE
-    )
+    iterations: int = mutable_field(1, ge=1)
+    run_dir: Path | None = mutable_field(None, description="defaults to runs/<config file stem>")
     data: DataConfig = Field(default_factory=DataConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     debate: DebateConfig = Field(default_factory=DebateConfig)
@@ -163,10 +161,24 @@ class Config(Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
 
+    @model_validator(mode="after")
+    def _provider_can(self) -> Config:
+        """What the config asks of the provider that it declares it cannot do, refused now."""
+        embedder = self.evaluation.embedder
+        wants_client = embedder == "gemini" or embedder.startswith("gemini:")
+        if wants_client and not self.provider.capabilities.embedding:
+            raise ValueError(
+                f"evaluation.embedder {embedder} needs a provider with a Gemini client; "
+                f"provider {self.provider.name} has none"
+            )
+        return self
+
 
 # Keys that may change between invocations on one run directory: they change how a run
 # proceeds, never what it produces (more iterations extend a run; limits pace it).
 MUTABLE_KEYS = mutable_keys(Config)
+# Keys that only pace a run: runs that differ only in them are one experiment (`mafine report`).
+PACE_KEYS = frozenset(key for key in MUTABLE_KEYS if key != "iterations")
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> Config:

@@ -217,7 +217,7 @@ def question_size(config: Config) -> tuple[float, str]:
         try:
             from mafine.stages import prepare
 
-            records = prepare._candidates(config.data.source, config.seed)
+            records = prepare.source_records(config.data.source, config.seed)
             questions = [record[1] for record in itertools.islice(records, SAMPLE)]
             name = prepare.source_name(config.data.source)
             source = f"{len(questions)} problems drawn from {name}"

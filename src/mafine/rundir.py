@@ -28,6 +28,11 @@ MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 
 
+def iteration_label(iteration: int) -> str:
+    """An iteration's directory and stage-name prefix: `baseline` (0) or `iter-K`."""
+    return "baseline" if iteration == 0 else f"iter-{iteration}"
+
+
 @dataclass
 class StageCounters:
     """What one stage sent: new requests (journal hits are free) and their tokens."""
@@ -61,7 +66,7 @@ class RunDir:
         self._journal = path
 
     def iteration_dir(self, iteration: int) -> Path:
-        return self.root / ("baseline" if iteration == 0 else f"iter-{iteration}")
+        return self.root / iteration_label(iteration)
 
     def transcripts(self, iteration: int, split: str) -> Path:
         return self.iteration_dir(iteration) / f"{split}-debate.jsonl"
@@ -83,10 +88,6 @@ class RunDir:
 
     def metrics(self, iteration: int) -> Path:
         return self.iteration_dir(iteration) / "metrics.json"
-
-    @property
-    def run_metrics(self) -> Path:
-        return self.root / "metrics.json"
 
     @property
     def report(self) -> Path:

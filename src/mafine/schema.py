@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticUndefined
 
 MUTABLE: dict[str, Any] = {"mutable": True}
+
+
+def mutable_field(default: Any = PydanticUndefined, **kwargs: Any) -> Any:
+    """`Field(default, ...)` marked MUTABLE: it may change on an existing run directory."""
+    return Field(default, json_schema_extra=MUTABLE, **kwargs)
 
 
 class Strict(BaseModel):

@@ -80,7 +80,7 @@ class _Part:
     origin: str  # for messages: the files or the hub config
 
 
-def iter_hub(source: HubSource, seed: int) -> Iterator[Record]:
+def source_records(source: HubSource, seed: int) -> Iterator[Record]:
     """(id, question, answer) records of a hub data set (or its local copy) in a seeded order.
 
     Loading, column checks and filters happen on the call (errors are one-line `MafineError`s
@@ -365,10 +365,8 @@ def _load_local(name: str, files: list[Path]) -> Any:
 
 def _load_remote(source: HubSource, config: str | None, name: str) -> Any:
     """One config's split from the hub, cached in the user's Hugging Face cache."""
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - a dependency of mafine
-        raise MafineError(f"{name}: the hub loaders need the `datasets` package") from None
+    import datasets
+
     repo = _repo(source)
     kwargs: dict[str, Any] = {"split": source.split}
     if source.revision is not None:

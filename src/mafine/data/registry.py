@@ -23,14 +23,13 @@ class SourceKind:
     settings: type  # its pydantic settings model, with `kind: Literal[name]`
     records: str | Callable[..., Any]  # (source, seed) -> Iterator[Record], in a seeded order
     describe: str | Callable[..., str]  # (source) -> a short human name of the source
-    help: str = ""
 
 
 @dataclass(frozen=True)
 class HubDataset:
     name: str  # `dataset` of a hub source
     repo: str  # the hub repository
-    splits: tuple[str, ...]  # the first is the one error messages suggest
+    splits: tuple[str, ...]  # the hub splits a source may name
     parser: str | Callable[..., Any]  # (source, name, parts) -> (count, parse(index) -> Record)
     configs: Callable[[Any], list[str | None]]  # the hub configs a source reads
     needs_module: bool = False  # deepmind: `module` names the hub config

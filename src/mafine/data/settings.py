@@ -59,8 +59,10 @@ class HubSource(SourceSettings):
 
     kind: Literal["hub"] = "hub"
     dataset: str = Field(description="a registered hub data set: deepmind, math, math500, gsm8k")
-    split: Literal["train", "test"] = Field(
-        "test", description="deepmind: train = easy+medium+hard, test = interpolate"
+    split: str = Field(
+        "test",
+        description="one of the data set's splits (train, test); "
+        "deepmind: train = easy+medium+hard, test = interpolate",
     )
     module: str | None = Field(None, description="deepmind only: the module, its hub config")
     subjects: list[str] | None = Field(
@@ -98,7 +100,8 @@ class HubSource(SourceSettings):
                 if getattr(self, key) is not None:
                     raise ValueError(f"{key} is for datasets math and math500 only, not {name}")
         if self.split not in entry.splits:
-            raise ValueError(f"dataset {name} has no split {self.split!r}; use {entry.splits[0]}")
+            splits = " or ".join(entry.splits)
+            raise ValueError(f"dataset {name} has no split {self.split!r}; use {splits}")
         if self.subjects is not None:
             if not self.subjects:
                 raise ValueError("subjects is empty; name at least one or leave it out")
@@ -141,70 +144,50 @@ class DataConfig(Strict):
 
 
 # The builtin kinds and hub data sets (readers imported on first use).
-SOURCES.register(
-    SourceKind(
-        "deepmind",
-        DeepMindSource,
-        records="mafine.data.deepmind:source_records",
-        describe="mafine.data.deepmind:describe",
-        help="DeepMind's mathematics-dataset generator, offline",
+for _kind, _model, _reader in (
+    ("deepmind", DeepMindSource, "mafine.data.deepmind"),  # the generator, offline
+    ("file", FileSource, "mafine.data.files"),  # a local JSONL, CSV or parquet file
+    ("hub", HubSource, "mafine.data.hub"),  # a Hugging Face hub data set, or a local copy
+):
+    SOURCES.register(
+        SourceKind(
+            _kind, _model, records=f"{_reader}:source_records", describe=f"{_reader}:describe"
+        )
     )
-)
-SOURCES.register(
-    SourceKind(
-        "file",
-        FileSource,
-        records="mafine.data.files:source_records",
-        describe="mafine.data.files:describe",
-        help="a local JSONL, CSV or parquet file",
-    )
-)
-SOURCES.register(
-    SourceKind(
-        "hub",
-        HubSource,
-        records="mafine.data.hub:iter_hub",
-        describe="mafine.data.hub:describe",
-        help="a Hugging Face hub data set, or a local copy of one",
-    )
-)
-HUB_DATASETS.register(
+
+_BOTH = ("train", "test")
+for _dataset in (
     HubDataset(
         "deepmind",
-        repo="deepmind/math_dataset",
-        splits=("train", "test"),
-        parser="mafine.data.hub:parse_deepmind",
-        configs=lambda source: [source.module],
+        "deepmind/math_dataset",
+        _BOTH,
+        "mafine.data.hub:parse_deepmind",
+        lambda source: [source.module],
         needs_module=True,
-    )
-)
-HUB_DATASETS.register(
+    ),
     HubDataset(
         "math",
-        repo="EleutherAI/hendrycks_math",
-        splits=("train", "test"),
-        parser="mafine.data.hub:parse_math",
-        configs=lambda source: list(dict.fromkeys(source.subjects or MATH_SUBJECTS)),
+        "EleutherAI/hendrycks_math",
+        _BOTH,
+        "mafine.data.hub:parse_math",
+        lambda source: list(dict.fromkeys(source.subjects or MATH_SUBJECTS)),
         filters=True,
         subject_configs=True,
-    )
-)
-HUB_DATASETS.register(
+    ),
     HubDataset(
         "math500",
-        repo="HuggingFaceH4/MATH-500",
-        splits=("test",),
-        parser="mafine.data.hub:parse_math",
-        configs=lambda source: [None],
+        "HuggingFaceH4/MATH-500",
+        ("test",),
+        "mafine.data.hub:parse_math",
+        lambda source: [None],
         filters=True,
-    )
-)
-HUB_DATASETS.register(
+    ),
     HubDataset(
         "gsm8k",
-        repo="openai/gsm8k",
-        splits=("train", "test"),
-        parser="mafine.data.hub:parse_gsm8k",
-        configs=lambda source: [GSM8K_CONFIG],
-    )
-)
+        "openai/gsm8k",
+        _BOTH,
+        "mafine.data.hub:parse_gsm8k",
+        lambda source: [GSM8K_CONFIG],
+    ),
+):
+    HUB_DATASETS.register(_dataset)

@@ -26,7 +26,7 @@ class ProviderEntry:
     capabilities: Callable[[Any], Capabilities]
     settings: type | None = None  # the model of its `provider.<name>` section, if it has one
     priced: bool = False  # tokens billed at the prices in mafine.pricing
-    help: str = ""
+    tuning_hint: str = ""  # what to do when these settings cannot tune (a run refused up front)
 
 
 PROVIDERS: Registry[ProviderEntry] = Registry("provider")

@@ -14,14 +14,12 @@ from mafine import secrets
 from mafine.providers.base import Capabilities
 from mafine.providers.local.settings import LocalSettings
 from mafine.providers.registry import PROVIDERS, ProviderEntry
-from mafine.schema import MUTABLE, Strict
+from mafine.schema import Strict, mutable_field
 
 
 class GeminiSettings(Strict):
-    api_key_env: str = Field(
-        "GEMINI_API_KEY",
-        description="environment variable with the key",
-        json_schema_extra=MUTABLE,
+    api_key_env: str = mutable_field(
+        "GEMINI_API_KEY", description="environment variable with the key"
     )
     vertex: bool = Field(False, description="use Vertex AI (needed for tuning)")
     project: str | None = None
@@ -29,43 +27,24 @@ class GeminiSettings(Strict):
     base_url: str | None = Field(None, description="another endpoint, e.g. `mafine fake-gemini`")
     tuning_bucket: str | None = Field(None, description="gs://bucket/prefix for tuning files")
     # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
-    tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
-        "tier1",
-        description="usage tier whose limits pace requests; none: no client-side pacing",
-        json_schema_extra=MUTABLE,
+    tier: Literal["free", "tier1", "tier2", "tier3", "none"] = mutable_field(
+        "tier1", description="usage tier whose limits pace requests; none: no client-side pacing"
     )
-    requests_per_minute: float | None = Field(
-        None,
-        gt=0,
-        description="client-side request limit (overrides the tier's)",
-        json_schema_extra=MUTABLE,
+    requests_per_minute: float | None = mutable_field(
+        None, gt=0, description="client-side request limit (overrides the tier's)"
     )
-    tokens_per_minute: float | None = Field(
-        None,
-        gt=0,
-        description="client-side input-token limit (overrides the tier's)",
-        json_schema_extra=MUTABLE,
+    tokens_per_minute: float | None = mutable_field(
+        None, gt=0, description="client-side input-token limit (overrides the tier's)"
     )
-    max_attempts: int = Field(
-        8,
-        ge=1,
-        description="tries per request on 5xx, timeouts and dropped connections",
-        json_schema_extra=MUTABLE,
+    max_attempts: int = mutable_field(
+        8, ge=1, description="tries per request on 5xx, timeouts and dropped connections"
     )
-    retry_initial_s: float = Field(
-        1.0,
-        gt=0,
-        description="first backoff; doubles, with jitter",
-        json_schema_extra=MUTABLE,
+    retry_initial_s: float = mutable_field(
+        1.0, gt=0, description="first backoff; doubles, with jitter"
     )
-    retry_max_s: float = Field(
-        60.0, gt=0, description="longest single backoff", json_schema_extra=MUTABLE
-    )
-    rate_limit_wait_s: float = Field(
-        900.0,
-        gt=0,
-        description="longest total wait on per-minute 429s for one request",
-        json_schema_extra=MUTABLE,
+    retry_max_s: float = mutable_field(60.0, gt=0, description="longest single backoff")
+    rate_limit_wait_s: float = mutable_field(
+        900.0, gt=0, description="longest total wait on per-minute 429s for one request"
     )
     reask_blocked: int = Field(
         2,
@@ -74,33 +53,18 @@ class GeminiSettings(Strict):
         "recorded as it is",
     )
     # Batch mode: half price, hours of latency.
-    batch: bool = Field(
-        False,
-        description="send requests as Gemini batch jobs (half price)",
-        json_schema_extra=MUTABLE,
+    batch: bool = mutable_field(
+        False, description="send requests as Gemini batch jobs (half price)"
     )
-    batch_bucket: str | None = Field(
-        None,
-        description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)",
-        json_schema_extra=MUTABLE,
+    batch_bucket: str | None = mutable_field(
+        None, description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)"
     )
-    batch_poll_s: float = Field(
-        30.0,
-        gt=0,
-        description="seconds between batch job polls",
-        json_schema_extra=MUTABLE,
+    batch_poll_s: float = mutable_field(30.0, gt=0, description="seconds between batch job polls")
+    batch_window_s: float = mutable_field(
+        1.0, gt=0, description="requests arriving within this quiet time share one batch job"
     )
-    batch_window_s: float = Field(
-        1.0,
-        gt=0,
-        description="requests arriving within this quiet time share one batch job",
-        json_schema_extra=MUTABLE,
-    )
-    batch_max_requests: int = Field(
-        5000,
-        ge=1,
-        description="most requests in one batch job (and in flight in batch mode)",
-        json_schema_extra=MUTABLE,
+    batch_max_requests: int = mutable_field(
+        5000, ge=1, description="most requests in one batch job (and in flight in batch mode)"
     )
 
 
@@ -118,52 +82,34 @@ class FakeSettings(Strict):
         ],
         description="base models the fake serves; others answer 404 like a retired model",
     )
-    batch_polls: int = Field(
-        1, ge=0, description="polls before a fake batch job finishes", json_schema_extra=MUTABLE
-    )
+    batch_polls: int = mutable_field(1, ge=0, description="polls before a fake batch job finishes")
     # Latency and fault injection (all deterministic per request and attempt).
-    latency_s: float = Field(
-        0.0, ge=0.0, description="added to every generation request", json_schema_extra=MUTABLE
-    )
-    fault_rate: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="share of generation attempts answered with a fault",
-        json_schema_extra=MUTABLE,
+    latency_s: float = mutable_field(0.0, ge=0.0, description="added to every generation request")
+    fault_rate: float = mutable_field(
+        0.0, ge=0.0, le=1.0, description="share of generation attempts answered with a fault"
     )
     fault_kinds: list[
         Literal[
             "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety",
             "malformed",
         ]
-    ] = Field(
+    ] = mutable_field(
         default_factory=lambda: [
             "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety",
             "malformed",
         ],
-        description="faults drawn from (uniformly) when an attempt is faulty",
-        json_schema_extra=MUTABLE,
+        description="faults drawn from (uniformly) when an attempt is faulty"
     )  # fmt: skip
-    fault_seed: int = Field(
-        0, description="seeds the draw of faulty attempts", json_schema_extra=MUTABLE
+    fault_seed: int = mutable_field(0, description="seeds the draw of faulty attempts")
+    retry_delay_s: float = mutable_field(
+        1.0, ge=0.0, description="RetryInfo delay of an injected 429"
     )
-    retry_delay_s: float = Field(
-        1.0, ge=0.0, description="RetryInfo delay of an injected 429", json_schema_extra=MUTABLE
+    hang_s: float = mutable_field(30.0, ge=0.0, description="how long an injected hang lasts")
+    daily_quota: bool = mutable_field(
+        False, description="answer every generation with a per-day 429"
     )
-    hang_s: float = Field(
-        30.0, ge=0.0, description="how long an injected hang lasts", json_schema_extra=MUTABLE
-    )
-    daily_quota: bool = Field(
-        False,
-        description="answer every generation with a per-day 429",
-        json_schema_extra=MUTABLE,
-    )
-    requests_per_minute: int | None = Field(
-        None,
-        ge=1,
-        description="server-side limit: 429 past this many requests in 60 s",
-        json_schema_extra=MUTABLE,
+    requests_per_minute: int | None = mutable_field(
+        None, ge=1, description="server-side limit: 429 past this many requests in 60 s"
     )
 
 
@@ -178,15 +124,14 @@ class ProviderConfig(Strict):
 
     name: str = Field("fake", description="a registered provider: fake, gemini, local, ...")
     model: str = "gemini-3.1-flash-lite"
-    max_concurrency: int = Field(8, ge=1, le=MAX_CONCURRENCY, json_schema_extra=MUTABLE)
-    timeout_s: float = Field(120.0, gt=0.0, le=86400.0, json_schema_extra=MUTABLE)
-    empty_response_limit: float = Field(
+    max_concurrency: int = mutable_field(8, ge=1, le=MAX_CONCURRENCY)
+    timeout_s: float = mutable_field(120.0, gt=0.0, le=86400.0)
+    empty_response_limit: float = mutable_field(
         0.5,
         ge=0.0,
         le=1.0,
         description="share of a stage's responses that may have no text (blocked, no "
         "candidates) before it stops; 1: never stop",
-        json_schema_extra=MUTABLE,
     )
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     fake: FakeSettings = Field(default_factory=FakeSettings)
@@ -241,8 +186,15 @@ class ProviderConfig(Strict):
         return self.entry.capabilities(self)
 
     def settings_of(self, name: str) -> Any:
-        """The `provider.<name>` section of a registered provider with its own settings."""
-        return getattr(self, name)
+        """The `provider.<name>` section of a registered provider with its own settings (its
+        defaults when the config leaves it out)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        given = (self.__pydantic_extra__ or {}).get(name)
+        if given is not None:
+            return given
+        settings = PROVIDERS.get(name).settings
+        return settings() if settings is not None else None
 
 
 PROVIDERS.register(
@@ -253,7 +205,6 @@ PROVIDERS.register(
             tuning=True, embedding=True, batch=config.gemini.batch
         ),
         priced=True,
-        help="the production gemini provider against an offline fake Gemini",
     )
 )
 PROVIDERS.register(
@@ -264,7 +215,9 @@ PROVIDERS.register(
             tuning=config.gemini.vertex, embedding=True, batch=config.gemini.batch
         ),
         priced=True,
-        help="Google Gemini, through the Gemini API or Vertex AI",
+        tuning_hint="Gemini tuning runs on Vertex AI only: set provider.gemini.vertex=true with "
+        "a project and provider.gemini.tuning_bucket, or use provider.name=local to tune an "
+        "open model",
     )
 )
 PROVIDERS.register(
@@ -272,6 +225,5 @@ PROVIDERS.register(
         "local",
         open="mafine.providers:open_local",
         capabilities=lambda config: Capabilities(tuning=True, scoring=True),
-        help="a local open model (transformers + peft; the 'local' extra)",
     )
 )

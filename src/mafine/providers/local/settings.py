@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mafine.schema import MUTABLE
+from mafine.schema import mutable_field
 
 
 class LocalSettings(BaseModel):
@@ -30,20 +30,14 @@ class LocalSettings(BaseModel):
 
     # Generation.
     batch_size: int = Field(16, ge=1, description="rows per batched generate call")
-    batch_window_ms: float = Field(
-        5.0,
-        ge=0.0,
-        description="how long the batcher waits for requests arriving together",
-        json_schema_extra=MUTABLE,
+    batch_window_ms: float = mutable_field(
+        5.0, ge=0.0, description="how long the batcher waits for requests arriving together"
     )
-    score_batch_size: int = Field(
-        4, ge=1, description="rows per log-likelihood forward pass", json_schema_extra=MUTABLE
+    score_batch_size: int = mutable_field(
+        4, ge=1, description="rows per log-likelihood forward pass"
     )
-    max_adapters: int = Field(
-        8,
-        ge=1,
-        description="LoRA adapters kept loaded; the least recently used is unloaded",
-        json_schema_extra=MUTABLE,
+    max_adapters: int = mutable_field(
+        8, ge=1, description="LoRA adapters kept loaded; the least recently used is unloaded"
     )
 
     # LoRA.
@@ -67,9 +61,6 @@ class LocalSettings(BaseModel):
         2048, ge=16, description="longer training examples are cut at the end (counted, logged)"
     )
     gradient_checkpointing: bool = Field(False, description="less memory, about 30% slower")
-    log_every: int = Field(
-        10,
-        ge=1,
-        description="optimizer steps between loss lines off a TTY",
-        json_schema_extra=MUTABLE,
+    log_every: int = mutable_field(
+        10, ge=1, description="optimizer steps between loss lines off a TTY"
     )
