@@ -209,6 +209,12 @@ def test_yaml_alias_bomb(cli, tmp_path):
     assert_refused(cli("prepare", path), "alias")
 
 
+def test_yaml_nested_too_deeply(cli, tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("seed: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert_refused(cli("prepare", path), str(path), "nested too deeply")
+
+
 def test_run_dir_null_is_the_default(cli, tmp_path, monkeypatch):
     config = small_config(tmp_path)
     raw = yaml.safe_load(config.read_text())
@@ -362,6 +368,12 @@ def test_output_that_is_a_run_artifact(cli, copy, artifact):
     refused_unchanged(cli, root, "grade", transcripts, "-o", root / artifact,
                       fragments=("run directory",))  # fmt: skip
     refused_unchanged(cli, root, "report", root, "-o", root / artifact)
+
+
+def test_sweep_output_that_is_its_config(cli, copy):
+    before = copy.read_bytes()
+    assert_refused(cli("sweep", copy, "--seeds", "0,1", "-o", copy), "input")
+    assert copy.read_bytes() == before
 
 
 def test_lowering_the_evaluated_iteration_is_refused(cli, copy):

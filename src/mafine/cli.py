@@ -322,10 +322,13 @@ def sweep(
     """Run a grid of configs into RUN_DIR/sweep/<key=value,...>, skipping finished points."""
 
     def body() -> None:
+        from mafine.outputs import check_output
         from mafine.sweep import sweep as run_sweep
 
         if not grid and seeds is None:
             _fail("give at least one --grid key=v1,v2 or --seeds", 2)
+        if output is not None:
+            check_output(output, [config])
         result = run_sweep(config, grid or [], seeds, set_ or [], output=output, dry_run=dry_run)
         if result.failed:
             names = ", ".join(p.point.name for p in result.failed)

@@ -55,6 +55,8 @@ def read_yaml_file(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise MafineError(f"{path}: not valid YAML{where}") from None
+    except RecursionError:
+        raise MafineError(f"{path}: nested too deeply to be a config") from None
     if expanded_size(data) > MAX_NODES:
         raise MafineError(
             f"{path}: its aliases expand past {MAX_NODES} values (an alias bomb?); "
