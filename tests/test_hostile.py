@@ -172,6 +172,7 @@ def test_output_is_a_directory(cli, copy, tmp_path):
         ("grading: {timeout_s: .inf}\n", ("grading.timeout_s", "finite")),
         ("sampling: {temperature: .nan}\n", ("sampling.temperature", "finite")),
         ("provider: {max_concurrency: 1000000}\n", ("provider.max_concurrency",)),
+        ("grading: {workers: 1000000}\n", ("grading.workers",)),
         ("finetune: {poll_seconds: 1.0e9}\n", ("finetune.poll_seconds",)),
         (
             "prompts: {question: 'Solve {question} {question.nope}'}\n",
