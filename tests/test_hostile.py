@@ -141,7 +141,7 @@ def test_no_space_left_keeps_every_finished_file(cli, copy, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", full)
-    assert_refused(cli("evaluate", copy, "-i", "1"), "no space left")
+    assert_refused(cli("evaluate", copy, "-i", "1"), "no space left", str(root))
     after = files(root)
     stray = [name for name in after if name.endswith(".tmp")]
     assert stray == []

@@ -10,6 +10,7 @@ markup, so `pip install 'mafine[local]'` and `[/x]` in a path print as they are)
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import sys
@@ -97,6 +98,8 @@ def describe(exc: BaseException) -> str:
 def describe_os_error(exc: OSError) -> str:
     what = _OS_FIXES.get(exc.errno or 0) or (exc.strerror or str(exc))
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:  # a failed write or fsync: name the file being written
+        paths = [found] if (found := _file_being_read(exc)) else []
     return f"{' -> '.join(paths)}: {what}" if paths else what
 
 
@@ -121,7 +124,7 @@ def _third_party(exc: BaseException) -> str | None:
 
 
 def _file_being_read(exc: BaseException) -> str | None:
-    """The path or open file nearest the failure, from the traceback's frames."""
+    """The path or open file nearest the failure (read or written), from the traceback."""
     from pathlib import PurePath
 
     tb = exc.__traceback__
@@ -134,7 +137,7 @@ def _file_being_read(exc: BaseException) -> str | None:
             if isinstance(value, PurePath):
                 return str(value)
             name = getattr(value, "name", None)
-            if hasattr(value, "read") and isinstance(name, str):
+            if isinstance(value, io.IOBase) and isinstance(name, str):
                 return name
     return None
 
