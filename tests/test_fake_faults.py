@@ -135,6 +135,7 @@ def test_blocked_responses_are_recorded_without_an_answer(cli, tmp_path):
         provider__fake__fault_rate=1.0,
         provider__fake__fault_kinds=["safety"],
         provider__gemini={"reask_blocked": 1},
+        provider__empty_response_limit=1.0,  # keep going: this test reads what is recorded
     )
     assert cli("prepare", config).exit_code == 0
     result = cli("evaluate", config, "-i", "0")

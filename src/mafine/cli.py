@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mafine.grading.registry import GRADERS
+from mafine.guard import OneLineUsageErrors
 
 if TYPE_CHECKING:
     from mafine.config import Config
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from mafine.stages.session import Session
 
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     name="mafine",
     help="Multiagent fine-tuning: agents debate, each is tuned on its own slice, the society "
     "is evaluated against single-model baselines.",
@@ -41,22 +43,27 @@ IterationOption = Annotated[int, typer.Option("--iteration", "-i", help="Iterati
 
 
 def _fail(message: str, code: int = 1) -> None:
-    from mafine.ui import error_console
+    from mafine.guard import fail
 
-    error_console.print(f"[red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code)
+    fail(message, code)
 
 
 def _guarded(body: Callable[[], Any]) -> Any:
-    """Run a command body; known errors become one line on stderr and a non-zero exit."""
-    from mafine.errors import MafineError
+    """Run a command body inside the one error guard (mafine.guard): one line, no traceback."""
+    from mafine.guard import guarded
 
-    try:
-        return body()
-    except MafineError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to resume", 130)
+    return guarded(body)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error (or MAFINE_DEBUG=1).")
+    ] = False,
+) -> None:
+    from mafine import guard
+
+    guard.debug_option = debug
 
 
 def _load(config: Path, overrides: list[str] | None) -> Config:
@@ -88,7 +95,9 @@ def _with_session(
             async with open_session(run) as session:
                 return await work(session)
 
-        return asyncio.run(main())
+        from mafine.guard import run_async
+
+        return run_async(main)
 
     return _with_run(config_path, overrides, in_run)
 
@@ -207,8 +216,11 @@ def grade(
     def body() -> None:
         from mafine.grade_file import grade_file
         from mafine.grading.settings import GradingConfig
+        from mafine.outputs import check_output
         from mafine.ui import console
 
+        if output is not None:
+            check_output(output, [file])
         grading = _grading(GradingConfig(), grader, fallback)
         console.print(grade_file(file, grading, output, seed=seed).describe(), markup=False)
 
@@ -267,7 +279,11 @@ def report(
         from mafine.analysis.metrics import load_metrics
         from mafine.analysis.report import results_table
         from mafine.config import PACE_KEYS
+        from mafine.outputs import check_output
         from mafine.ui import console
+
+        if output is not None:
+            check_output(output, runs)
 
         if len(runs) == 1:
             console.print(results_table(load_metrics(runs[0])))
@@ -306,10 +322,13 @@ def sweep(
     """Run a grid of configs into RUN_DIR/sweep/<key=value,...>, skipping finished points."""
 
     def body() -> None:
+        from mafine.outputs import check_output
         from mafine.sweep import sweep as run_sweep
 
         if not grid and seeds is None:
             _fail("give at least one --grid key=v1,v2 or --seeds", 2)
+        if output is not None:
+            check_output(output, [config])
         result = run_sweep(config, grid or [], seeds, set_ or [], output=output, dry_run=dry_run)
         if result.failed:
             names = ", ".join(p.point.name for p in result.failed)
@@ -434,7 +453,13 @@ def fake_gemini(
             )
         except ValidationError as exc:
             raise MafineError(describe_validation_error(exc)) from None
-        fake = FakeGemini(settings, port=port, state_dir=state_dir).start()
+        try:
+            fake = FakeGemini(settings, port=port, state_dir=state_dir).start()
+        except OSError as exc:
+            raise MafineError(
+                f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
+                "--port, or --port 0 for a free one"
+            ) from None
         console.print(f"fake Gemini on {fake.url} (Ctrl-C stops it)", markup=False)
         fake.serve_forever()
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mafine import prompts
+from mafine.config_checks import check_raw, parse_yaml, read_yaml_file
 
 # The settings models that lived here before they moved beside their components, still
 # importable from here for callers written against the older layout.
@@ -60,14 +61,34 @@ class PromptsConfig(Strict):
             for placeholder in placeholders:
                 if placeholder not in template:
                     raise ValueError(f"prompts.{field} must contain {placeholder}")
-            try:
-                template.format(question="", summary="", responses="")
-            except (KeyError, IndexError, ValueError):
-                raise ValueError(
-                    f"prompts.{field} has an unknown {{placeholder}}; "
-                    "write literal braces as {{ and }}"
-                ) from None
+            _check_template(field, template)
         return self
+
+
+_PLACEHOLDERS = ("question", "summary", "responses")
+
+
+def _check_template(field: str, template: str) -> None:
+    """Only plain `{question}`, `{summary}`, `{responses}`: no attribute, index, conversion or
+    format spec, which would fail (or read something else) when the prompt is filled in."""
+    import string
+
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        parts = None
+    for _, name, spec, conversion in parts or []:
+        if name is None:
+            continue
+        if name not in _PLACEHOLDERS or spec or conversion:
+            parts = None
+            break
+    if parts is None:
+        raise ValueError(
+            f"prompts.{field} has an unknown {{placeholder}}; use only "
+            f"{', '.join('{' + p + '}' for p in _PLACEHOLDERS)} and write literal braces as "
+            "{{ and }}"
+        )
 
 
 class SamplingConfig(Strict):
@@ -96,7 +117,7 @@ class FinetuneConfig(Strict):
     epochs: int = Field(2, ge=1)
     learning_rate_multiplier: float = Field(1.0, gt=0.0)
     adapter_size: Literal[1, 2, 4, 8, 16] = 4
-    poll_seconds: float = mutable_field(30.0, gt=0.0)
+    poll_seconds: float = mutable_field(30.0, gt=0.0, le=3600.0)
     tune_critics: bool = Field(True, description="false: critics keep their previous model")
 
 
@@ -164,19 +185,22 @@ def load_config(path: Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key.path=value` overrides, validate; one-line errors."""
     if not path.is_file():
         raise MafineError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise MafineError(f"{path}: not valid YAML{where}") from None
+    raw = read_yaml_file(path) or {}
     if not isinstance(raw, dict):
         raise MafineError(f"{path}: the top level must be a mapping of config keys")
     for item in overrides or []:
         apply_override(raw, item)
-    raw.setdefault("run_dir", str(Path("runs") / path.stem))
+    if raw.get("run_dir") is None:
+        raw["run_dir"] = str(Path("runs") / path.stem)
+    if not isinstance(raw["run_dir"], str) or not raw["run_dir"].strip():
+        raise MafineError(
+            f"{path}: run_dir: give a directory path, or leave the key out for runs/{path.stem}"
+        )
     try:
+        check_raw(raw, Config)
         return Config.model_validate(raw)
+    except MafineError as exc:
+        raise MafineError(f"{path}: {exc}") from None
     except ValidationError as exc:
         raise MafineError(f"{path}: {describe_validation_error(exc)}") from None
 
@@ -187,7 +211,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key.strip():
         raise MafineError(f"--set expects key.path=value, got {item!r}")
     try:
-        value = yaml.safe_load(text) if text.strip() else text
+        value = parse_yaml(text) if text.strip() else text
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")

@@ -13,6 +13,7 @@ from pathlib import Path
 from mafine.artifacts import Completion, JournalEntry, Message
 from mafine.jsonl import AppendLog, iter_log, read_at
 from mafine.providers.base import GenerationRequest, Provider, Sampling
+from mafine.response_health import EmptyResponseWatch
 from mafine.rundir import StageCounters
 from mafine.seeds import request_seed
 
@@ -52,8 +53,10 @@ class Generator:
         sampling: Sampling,
         run_seed: int,
         counters: StageCounters,
+        empty_limit: float = 1.0,
     ) -> None:
         self.provider = provider
+        self._watch = EmptyResponseWatch(empty_limit)
         self.journal = journal
         self.sampling = sampling
         self.run_seed = run_seed
@@ -73,6 +76,7 @@ class Generator:
         cached = self.journal.get(key)
         if cached is not None:
             self.counters.cached += 1
+            self._watch.record(model, cached)
             return cached
         if key in self._in_flight:
             return await asyncio.shield(self._in_flight[key])
@@ -85,10 +89,11 @@ class Generator:
             self.counters.requests += 1
             self.counters.usage = self.counters.usage + completion.usage
             future.set_result(completion)
-            return completion
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
             raise
         finally:
             del self._in_flight[key]
+        self._watch.record(model, completion)  # journaled first: nothing paid for is lost
+        return completion

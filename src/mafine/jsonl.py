@@ -51,10 +51,10 @@ def read_rows(path: Path, row_type: type[RowT]) -> Iterator[RowT]:
     """Rows of a finished JSONL artifact, one at a time; any bad line is an error naming it."""
     if not path.is_file():
         raise MafineError(f"missing artifact: {path}")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield parse_row(line, row_type, path, number)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
+                yield parse_row(_decode(raw, path, number), row_type, path, number)
 
 
 def write_rows(path: Path, rows: Iterable[BaseModel]) -> int:
@@ -115,13 +115,23 @@ def iter_log(path: Path, row_type: type[RowT]) -> Iterator[tuple[int, RowT]]:
             if not raw.endswith(b"\n"):
                 return
             if raw.strip():
-                yield offset, parse_row(raw.decode("utf-8"), row_type, path, number)
+                yield offset, parse_row(_decode(raw, path, number), row_type, path, number)
 
 
 def read_at(path: Path, offset: int, row_type: type[RowT]) -> RowT:
     with path.open("rb") as handle:
         handle.seek(offset)
         return row_type.model_validate_json(handle.readline())
+
+
+def _decode(raw: bytes, path: Path, line_number: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MafineError(
+            f"{path}, line {line_number}: not UTF-8 text (byte {exc.start} of the line); "
+            "the file is damaged: restore it, or delete it to redo its stage"
+        ) from None
 
 
 def _drop_unfinished_tail(path: Path) -> None:

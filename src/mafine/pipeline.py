@@ -16,6 +16,7 @@ async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
     """The eval debates of the base models (once per run) and of iteration K's models, for
     the main method and every compared method that has them; then the results."""
     run = session.run
+    evaluate.refuse_dropping_later_results(run, iteration)
     load_records(run, iteration)  # fail before paying for baselines
     if run.config.evaluation.baselines:
         await debate_split(session, 0, "eval")
@@ -44,8 +45,9 @@ async def run_all(session: Session) -> dict[str, Any]:
     have in common with the main run (the first train debate, say) costs nothing twice."""
     run = session.run
     finetune.require_tuning(run.config)
-    prepare.prepare(run)
     iterations = run.config.iterations
+    evaluate.refuse_dropping_later_results(run, iterations)
+    prepare.prepare(run)
     for iteration in range(1, iterations + 1):
         console.rule(f"iteration {iteration}")
         await iterate(session, iteration)

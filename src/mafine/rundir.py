@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -15,9 +16,9 @@ from typing import IO, Any
 
 import yaml
 
-from mafine import provenance
+from mafine import attempts, provenance
 from mafine.artifacts import Usage
-from mafine.atomic import write_text_atomic
+from mafine.atomic import atomic_path, write_text_atomic
 from mafine.config import Config, config_dict, config_differences
 from mafine.errors import MafineError
 from mafine.jsonl import write_json
@@ -49,6 +50,8 @@ class RunDir:
         self.root = root
         self.config = config
         self._lock = lock
+        self._journal: Path | None = None
+        self._recorded = False
 
     # Layout -------------------------------------------------------------------------------
     def problems(self, split: str) -> Path:
@@ -56,7 +59,11 @@ class RunDir:
 
     @property
     def journal(self) -> Path:
-        return self.root / "journal.jsonl"
+        return self._journal or self.root / "journal.jsonl"
+
+    def share_journal(self, path: Path) -> None:
+        """Requests of this run go to another run's journal (a compared variant's do)."""
+        self._journal = path
 
     def iteration_dir(self, iteration: int) -> Path:
         return self.root / iteration_label(iteration)
@@ -93,28 +100,22 @@ class RunDir:
         """Lock the directory, check it belongs to this config, record provenance."""
         assert config.run_dir is not None
         root = config.run_dir
-        if root.exists() and not root.is_dir():
-            raise MafineError(f"run directory {root} is a file")
+        _refuse_foreign_directory(root)
         root.mkdir(parents=True, exist_ok=True)
         lock = _acquire_lock(root)
         try:
             run = cls(root, config, lock)
-            run._check_and_store_config()
-            run._init_manifest()
+            run._check_config()
+            run.read_manifest()  # a damaged manifest is refused before anything runs
             yield run
         finally:
             lock.close()
 
-    def _check_and_store_config(self) -> None:
+    def _check_config(self) -> None:
         path = self.root / CONFIG_FILE
         current = config_dict(self.config)
         if path.exists():
-            try:
-                stored = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError:
-                raise MafineError(
-                    f"{path} is not valid YAML; this run directory is damaged"
-                ) from None
+            stored = _read_document(path, "YAML", lambda text: yaml.safe_load(text) or {})
             differing = config_differences(stored, current)
             if differing:
                 shown = ", ".join(differing[:6]) + (" ..." if len(differing) > 6 else "")
@@ -122,62 +123,104 @@ class RunDir:
                     f"run directory {self.root} was made with another config (differs in: "
                     f"{shown}); use another run_dir or --set run_dir=..."
                 )
-        write_text_atomic(path, yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
+
+    def _record_invocation(self, manifest: dict[str, Any]) -> None:
+        """Store the config and this invocation, once, when the first stage starts: a command
+        that is refused or finds everything done leaves the directory as it was."""
+        if self._recorded:
+            return
+        self._recorded = True
+        path = self.root / CONFIG_FILE
+        text = yaml.safe_dump(config_dict(self.config), sort_keys=False, allow_unicode=True)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            write_text_atomic(path, text)
+        manifest.setdefault("created", _now())
+        manifest.setdefault("stages", {})
+        manifest["seed"] = self.config.seed
+        manifest["provider"] = self.config.provider.name
+        manifest.setdefault("invocations", []).append(provenance.describe())
 
     # Manifest -----------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST_FILE
         if not path.exists():
             return {}
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise MafineError(f"{path} is not valid JSON; this run directory is damaged") from None
-
-    def _init_manifest(self) -> None:
-        manifest = self.read_manifest()
-        manifest.setdefault("created", _now())
-        manifest.setdefault("stages", {})
-        manifest["seed"] = self.config.seed
-        manifest["provider"] = self.config.provider.name
-        manifest.setdefault("invocations", []).append(provenance.describe())
-        write_json(self.root / MANIFEST_FILE, manifest)
+        manifest = _read_document(path, "JSON", json.loads)
+        stages = manifest.get("stages", {})
+        if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+            raise MafineError(f"{path}: 'stages' is not a mapping of stage records; {_DAMAGED}")
+        if not isinstance(manifest.get("invocations", []), list):
+            raise MafineError(f"{path}: 'invocations' is not a list; {_DAMAGED}")
+        return manifest
 
     def stage_status(self, name: str) -> str | None:
         return self.read_manifest().get("stages", {}).get(name, {}).get("status")
 
     @contextmanager
     def stage(self, name: str) -> Iterator[StageCounters]:
-        """Record a stage's status, timing, requests and tokens in the manifest."""
+        """Record a stage's status, timing, requests and tokens in the manifest: the totals
+        of every attempt (see mafine.attempts), so a resumed stage hides no spend."""
         counters = StageCounters()
         started = time.monotonic()
-        self._update_stage(name, {"status": "running", "started": _now()})
+        untouched = None if self._recorded else self._snapshot()
+        entry = self.read_manifest().get("stages", {}).get(name, {})
+        earlier = attempts.earlier_attempts(entry, self.journal)
+        self._update_stage(
+            name,
+            {
+                "status": "running",
+                "started": _now(),
+                attempts.JOURNAL_OFFSET: attempts.journal_size(self.journal),
+                attempts.EARLIER: earlier.as_dict(),
+            },
+        )
         status = "failed"
         try:
             yield counters
             status = "done"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):
             status = "interrupted"
             raise
         finally:
             from mafine.pricing import stage_cost
 
+            usage = earlier.usage + counters.usage
             counters.cost = stage_cost(self.config, counters.usage)
-            self._update_stage(
-                name,
-                {
-                    "status": status,
-                    "finished": _now(),
-                    "seconds": round(time.monotonic() - started, 3),
-                    "requests": counters.requests,
-                    "cached_responses": counters.cached,
-                    "usage": counters.usage.model_dump(),
-                    **counters.cost,
-                },
-            )
+            if status == "failed" and counters.requests == 0 and untouched is not None:
+                # refused before anything was spent: leave the directory as it was
+                self._restore(untouched)
+            else:
+                self._update_stage(
+                    name,
+                    {
+                        "status": status,
+                        "finished": _now(),
+                        "seconds": round(time.monotonic() - started, 3),
+                        "attempts": earlier.attempts + 1,
+                        "requests": earlier.requests + counters.requests,
+                        "cached_responses": earlier.cached + counters.cached,
+                        "usage": usage.model_dump(),
+                        **stage_cost(self.config, usage),
+                    },
+                )
+
+    def _snapshot(self) -> dict[Path, bytes | None]:
+        """The bytes of the files recording an invocation, before this one touches them."""
+        paths = (self.root / CONFIG_FILE, self.root / MANIFEST_FILE)
+        return {path: path.read_bytes() if path.exists() else None for path in paths}
+
+    def _restore(self, snapshot: dict[Path, bytes | None]) -> None:
+        for path, data in snapshot.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            elif not path.exists() or path.read_bytes() != data:
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
+        self._recorded = False
 
     def _update_stage(self, name: str, values: dict[str, Any]) -> None:
         manifest = self.read_manifest()
+        self._record_invocation(manifest)
         entry = manifest.setdefault("stages", {}).setdefault(name, {})
         if values.get("status") == "running":
             entry.clear()
@@ -187,6 +230,47 @@ class RunDir:
 
             manifest["totals"] = usage_totals(manifest["stages"])
         write_json(self.root / MANIFEST_FILE, manifest)
+
+
+_DAMAGED = "this run directory is damaged: restore the file or use another run_dir"
+_RUN_FILES = {CONFIG_FILE, MANIFEST_FILE, LOCK_FILE}
+
+
+def _read_document(path: Path, kind: str, parse: Any) -> dict[str, Any]:
+    """A run directory's YAML or JSON mapping; bad bytes, syntax or shape name the file."""
+    try:
+        data = parse(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MafineError(f"{path}: not UTF-8 text (byte {exc.start}); {_DAMAGED}") from None
+    except (yaml.YAMLError, json.JSONDecodeError):
+        raise MafineError(f"{path} is not valid {kind}; {_DAMAGED}") from None
+    if not isinstance(data, dict):
+        raise MafineError(f"{path}: expected a mapping, found {type(data).__name__}; {_DAMAGED}")
+    return data
+
+
+def _refuse_foreign_directory(root: Path) -> None:
+    """A run directory is new, empty, or a mafine run: never someone else's files."""
+    if root.exists() and not root.is_dir():
+        raise MafineError(f"run directory {root} is a file; set run_dir to a directory")
+    if not root.is_dir() or (root / CONFIG_FILE).exists() or _locked_by_mafine(root):
+        return
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in _RUN_FILES)
+    if foreign:
+        raise MafineError(
+            f"run directory {root} holds other files ({', '.join(foreign[:3])}"
+            f"{' ...' if len(foreign) > 3 else ''}) and is not a mafine run; set run_dir to a "
+            "new or empty directory"
+        )
+
+
+def _locked_by_mafine(root: Path) -> bool:
+    """Whether mafine has opened this directory before (its lock file says so)."""
+    lock = root / LOCK_FILE
+    try:
+        return lock.is_file() and lock.read_bytes().startswith(b"mafine pid")
+    except OSError:
+        return False
 
 
 def _acquire_lock(root: Path) -> IO[str]:

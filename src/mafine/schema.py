@@ -54,9 +54,14 @@ def describe_validation_error(exc: ValidationError) -> str:
             message = "unknown key"
         elif error["type"] == "value_error":
             message = str(error["ctx"]["error"])  # our validators' own words
-        elif "input" in error and error["type"] not in {"missing"}:
+        elif "input" in error and error["type"] not in {"missing"} and not _secret_key(loc):
             shown = repr(error["input"])
             if len(shown) <= 40:
                 message = f"{message} (got {shown})"
         parts.append(f"{loc}: {message}" if loc else message)
     return "; ".join(parts)
+
+
+def _secret_key(loc: str) -> bool:
+    """Keys whose bad values may be secrets: never echoed."""
+    return loc.endswith(("api_key_env", "base_url"))

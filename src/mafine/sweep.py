@@ -227,7 +227,7 @@ def sweep(
         try:
             run_one(point.config)
         except MafineError as exc:
-            console.print(f"[red]{label} failed:[/] {exc}")
+            console.print(f"{label} failed: {exc}")
             result.points.append(PointResult(point, "failed", str(exc)))
             continue
         result.points.append(PointResult(point, "ran"))

@@ -79,12 +79,21 @@ def iter_file(source: FileSource) -> Iterator[tuple[str | None, str, str]]:
         raise MafineError(f"{path}: the file has no rows")
     wanted = list(dict.fromkeys(fields.values()))
     rows = []
+    first_seen: dict[str, str] = {}
     for index, row in enumerate(dataset.select_columns(wanted)):
         where = f"line {lines[index]}" if lines is not None else f"row {index + 1}"
         values = {key: decode_value(row[name]) for key, name in fields.items()}
         for key, value in values.items():
             if not value:
                 raise MafineError(f"{path}, {where}: empty {fields[key]!r} ({key})")
+        given_id = values.get("id_field")
+        if given_id is not None:
+            if given_id in first_seen:
+                raise MafineError(
+                    f"{path}, {where}: id {given_id!r} repeats {first_seen[given_id]}; "
+                    f"ids in {fields['id_field']!r} must be unique"
+                )
+            first_seen[given_id] = where
         rows.append((values.get("id_field"), values["question_field"], values["answer_field"]))
     return iter(rows)
 
@@ -251,10 +260,15 @@ def _load(path: Path, fmt: str, features: dict[str, str] | None) -> Any:
     if fmt == "csv":
         kwargs.update(keep_default_na=False, encoding="utf-8-sig")
     with _quiet(datasets_logging), tempfile.TemporaryDirectory(prefix="mafine-ds-") as cache:
+        source = path
+        if any(char in str(path) for char in "[]*?"):
+            # datasets reads data_files as glob patterns: link the file under a plain name
+            source = Path(cache) / f"data{path.suffix}"
+            source.symlink_to(path.resolve())
         try:
             return datasets.load_dataset(
                 fmt,
-                data_files=str(path),
+                data_files=str(source),
                 split="train",
                 cache_dir=cache,
                 keep_in_memory=True,

@@ -38,6 +38,7 @@ class GradingConfig(BaseModel):
     workers: int | None = mutable_field(
         None,
         ge=0,
+        le=256,
         description="processes for symbolic graders; None: one per core; 0: in this process",
     )
     answer_style: Literal["detect", "numeric", "latex"] = Field(

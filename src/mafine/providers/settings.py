@@ -10,12 +10,15 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from mafine import secrets
 from mafine.providers.base import Capabilities
 from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.gemini.settings import GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 from mafine.providers.registry import PROVIDERS, ProviderEntry
 from mafine.schema import Strict, mutable_field
+
+MAX_CONCURRENCY = 4096  # more requests in flight than any quota or machine serves
 
 
 class ProviderConfig(Strict):
@@ -26,8 +29,15 @@ class ProviderConfig(Strict):
 
     name: str = Field("fake", description="a registered provider: fake, gemini, local, ...")
     model: str = "gemini-3.1-flash-lite"
-    max_concurrency: int = mutable_field(8, ge=1)
-    timeout_s: float = mutable_field(120.0, gt=0.0)
+    max_concurrency: int = mutable_field(8, ge=1, le=MAX_CONCURRENCY)
+    timeout_s: float = mutable_field(120.0, gt=0.0, le=86400.0)
+    empty_response_limit: float = mutable_field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of a stage's responses that may have no text (blocked, no "
+        "candidates) before it stops; 1: never stop",
+    )
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     fake: FakeSettings = Field(default_factory=FakeSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
@@ -53,6 +63,23 @@ class ProviderConfig(Strict):
                 raise ValueError(f"unknown key provider.{key}")
             raw[key] = entry.settings.model_validate(value)
         return raw
+
+    @model_validator(mode="after")
+    def _no_secret_stored(self) -> ProviderConfig:
+        """A key pasted into the config would be written to config.yaml and the manifest."""
+        if secrets.looks_like_a_key(self.gemini.api_key_env):
+            raise ValueError(
+                "provider.gemini.api_key_env expects the NAME of the environment variable "
+                "holding the key (e.g. GEMINI_API_KEY), not the key itself; export the key in "
+                "that variable"
+            )
+        if self.gemini.base_url and secrets.url_secret_parameters(self.gemini.base_url):
+            raise ValueError(
+                "provider.gemini.base_url must not carry a key in its query (it would be "
+                "stored in the run directory); put the key in the variable named by "
+                "provider.gemini.api_key_env"
+            )
+        return self
 
     @property
     def entry(self) -> ProviderEntry:

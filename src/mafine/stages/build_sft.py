@@ -126,7 +126,7 @@ def show_counts(counts: list[SFTCount], iteration: int) -> None:
     for count in counts:
         if count.total == 0:
             console.print(
-                f"[yellow]warning:[/] agent {count.agent} {count.role} has no examples; "
+                f"warning: agent {count.agent} {count.role} has no examples; "
                 "it keeps its previous model"
             )
 

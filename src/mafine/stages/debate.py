@@ -41,7 +41,12 @@ async def debate_split(session: Session, iteration: int, split: str) -> None:
     problems = load_problems(run, split)
     with stage.record() as counters:
         generator = Generator(
-            session.provider, session.journal, sampling(run.config), run.config.seed, counters
+            session.provider,
+            session.journal,
+            sampling(run.config),
+            run.config.seed,
+            counters,
+            empty_limit=run.config.provider.empty_response_limit,
         )
         await run_debates(
             run,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mafine.analysis.diversity import Embedder, Scorer, make_embedder, measure
-from mafine.analysis.report import results_table, write_report
+from mafine.analysis.report import as_document, results_table, write_report
 from mafine.artifacts import Transcript
 from mafine.config import Config, config_dict
 from mafine.errors import MafineError
@@ -175,6 +175,7 @@ async def write_results(
     embedder, scorer = diversity_tools(run.config, provider)
     debates = eval_debates(run, iteration, variants)
     document = await metrics_document(run, grader, debates, embedder, scorer)
+    as_document(document)  # validated before it replaces a good metrics.json
     target = destination or run.root
     write_json(target / "metrics.json", document)
     if destination is None:
@@ -185,6 +186,17 @@ async def write_results(
     write_report(document, target)
     console.print(results_table(document))
     return document
+
+
+def refuse_dropping_later_results(run: RunDir, iteration: int) -> None:
+    """Evaluating up to `iteration` rewrites metrics.json without the iterations after it."""
+    later = last_evaluated_iteration(run)
+    if later > iteration:
+        raise MafineError(
+            f"{run.root} has eval results up to iteration {later}; evaluating up to "
+            f"{iteration} would drop the later ones from metrics.json and report.md: use "
+            f"--iteration {later} (for `mafine run`: iterations: {later} or more)"
+        )
 
 
 def last_evaluated_iteration(run: RunDir) -> int:

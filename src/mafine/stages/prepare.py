@@ -25,8 +25,8 @@ def prepare(run: RunDir) -> None:
     config = run.config
     if prepare_stage(run).skip("problems already drawn"):
         return
+    train, evaluation = draw_problems(config)  # bad data is refused before the manifest
     with prepare_stage(run).record():
-        train, evaluation = draw_problems(config)
         write_rows(run.problems("eval"), evaluation)
         write_rows(run.problems("train"), train)
     console.print(
@@ -79,7 +79,21 @@ def draw_problems(config: Config) -> tuple[list[Problem], list[Problem]]:
         for i, record in enumerate(train_records)
     ]
     check_disjoint(train, evaluation)
+    check_unique_ids(train)
+    check_unique_ids(evaluation)
     return train, evaluation
+
+
+def check_unique_ids(problems: list[Problem]) -> None:
+    """Every problem id once: transcripts and fine-tuning data are keyed by it."""
+    seen: set[str] = set()
+    for problem in problems:
+        if problem.id in seen:
+            raise MafineError(
+                f"problem id {problem.id!r} appears twice in the data ({problem.source}); "
+                "ids must be unique (fix the id column, or set data.source.id_field: null)"
+            )
+        seen.add(problem.id)
 
 
 def _draw(records: Iterator[Record], wanted: int, seen: set[str]) -> list[Record]:

@@ -48,10 +48,13 @@ async def open_session(run: RunDir, provider: Provider | None = None) -> AsyncIt
 def variant_runs(run: RunDir) -> Iterator[dict[str, RunDir]]:
     """The compared methods' run directories, opened (and locked) beside the run."""
     with ExitStack() as stack:
-        yield {
+        variants = {
             name: stack.enter_context(RunDir.open(variant_config(run.config, name)))
             for name in run.config.evaluation.compare
         }
+        for variant in variants.values():
+            variant.share_journal(run.journal)  # their requests go to the run's journal
+        yield variants
 
 
 @asynccontextmanager
