@@ -106,7 +106,7 @@ class VertexTuning:
 
         A tuning job names both (`tunedModel.model`, `tunedModel.endpoint`); generation takes
         the endpoint, a batch prediction job the model."""
-        pager = self._call(
+        pager = self.control_call(
             lambda: self._tuning_client.tunings.list(config={"page_size": 100}), endpoint
         )
         for _ in range(pages):
@@ -115,7 +115,7 @@ class VertexTuning:
                     return str(job.tuned_model.model)
             if not pager.config.get("page_token"):
                 break
-            self._call(pager.next_page, endpoint)
+            self.control_call(pager.next_page, endpoint)
         return None
 
     def poll_tuning(self, job_name: str) -> TuningStatus:
