@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,14 @@ class Collection:
 
     def __init__(self, directory: Path | None, collection: str) -> None:
         self._directory = directory / collection if directory is not None else None
+        self._lock = threading.Lock()  # two writers of one record share its temporary file
 
     def put(self, name: str, record: dict[str, Any]) -> None:
         if self._directory is None:
             return
         text = json.dumps(record, ensure_ascii=False, sort_keys=True)
-        write_text_atomic(self._directory / f"{_file_name(name)}.json", text + "\n")
+        with self._lock:
+            write_text_atomic(self._directory / f"{_file_name(name)}.json", text + "\n")
 
     def records(self) -> list[dict[str, Any]]:
         """Every stored record (empty without a directory)."""
