@@ -13,7 +13,7 @@ from typing import Literal
 import pytest
 
 from mafine.config import load_config
-from mafine.data.registry import HUB_DATASETS, SOURCES, SourceKind
+from mafine.data.registry import HUB_DATASETS, SOURCES, HubDataset, SourceKind
 from mafine.data.settings import SourceSettings
 from mafine.jsonl import read_rows
 from mafine.methods import METHODS, Method
@@ -177,3 +177,23 @@ def test_the_docs_name_every_builtin_entry() -> None:
     providers = (DOCS / "architecture.md").read_text()
     for name in PROVIDERS.names():
         assert f"`{name}`" in providers, name
+
+
+def test_a_registered_hub_data_set_reads_its_local_copy(cli, tmp_path) -> None:
+    """A hub data set with a split of its own, read from a local copy (no network)."""
+    copy = tmp_path / "tiny.jsonl"
+    copy.write_text(
+        "".join(json.dumps({"q": f"{n} + 1?", "a": str(n + 1)}) + "\n" for n in range(30))
+    )
+
+    def parse(source, name, parts):
+        rows = [row for part in parts for row in part.table]
+        return len(rows), lambda i: (f"tiny/{i}", rows[i]["q"], rows[i]["a"])
+
+    entry = HubDataset("tiny", "example/tiny", ("validation",), parse, lambda source: [None])
+    with HUB_DATASETS.registered(entry):
+        source = {"kind": "hub", "dataset": "tiny", "split": "validation", "path": str(copy)}
+        result = cli("prepare", write_config(tmp_path, data__source=source))
+    assert result.exit_code == 0, result.output
+    first = json.loads((tmp_path / "runs" / "exp" / "problems" / "eval.jsonl").open().readline())
+    assert first["id"].startswith("tiny/") and first["source"].startswith("tiny (")
