@@ -13,7 +13,7 @@ from mafine.artifacts import Transcript
 from mafine.config import FakeSettings
 from mafine.jsonl import read_rows
 from mafine.providers.fake_gemini import FakeGemini
-from mafine.providers.fake_gemini.server import FAULT_KINDS
+from mafine.providers.fake_gemini.settings import FAULT_KINDS
 from mafine.providers.limits import classify
 from tests.conftest import write_config
 

@@ -21,7 +21,7 @@ from google.genai import errors, types
 
 from mafine.config import FakeSettings
 from mafine.prompts import DEBATE_WITH_RESPONSES, DEBATE_WITH_SUMMARY, QUESTION, SUMMARIZE
-from mafine.providers.fake_gemini import FAKE_LOCATION, FAKE_PROJECT, FakeGemini, behaviour, server
+from mafine.providers.fake_gemini import FAKE_LOCATION, FAKE_PROJECT, FakeGemini, behaviour, storage
 from mafine.providers.fake_gemini.solver import parse_number, solve_text
 
 MODEL = "gemini-3-flash"
@@ -157,7 +157,11 @@ def test_api_key_generate(fake):
     assert response.candidates[0].finish_reason == types.FinishReason.STOP
     usage = response.usage_metadata
     assert usage.prompt_token_count > 10 and usage.candidates_token_count > 3
-    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    # Gemini 3 thinks unless told otherwise; thinking tokens count in the total.
+    assert usage.thoughts_token_count > 0
+    assert usage.total_token_count == (
+        usage.prompt_token_count + usage.candidates_token_count + usage.thoughts_token_count
+    )
     assert response.model_version == MODEL
 
 
@@ -321,8 +325,8 @@ def test_crc32c_fallback_matches_reference():
     data = bytes(range(256)) * 40
     crc = 0xFFFFFFFF
     for byte in data:
-        crc = server._CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    assert crc ^ 0xFFFFFFFF == google_crc32c.value(data) == server._crc32c(data)
+        crc = storage._CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    assert crc ^ 0xFFFFFFFF == google_crc32c.value(data) == storage._crc32c(data)
 
 
 # ---- tuning ----------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_a_killed_batch_run_polls_its_stored_job_instead_of_resubmitting(
         assert result.exit_code == 0, result.output
         bodies = [
             json.dumps(line["request"], sort_keys=True)
-            for job in fake._batches.values()
+            for job in fake.batches.jobs.values()
             for line in job.requests
         ]
         assert fake.stats()["by_kind"]["batch_create"] == 3
@@ -138,3 +138,131 @@ def test_a_job_submitted_but_never_recorded_is_found_by_its_name(tmp_path):
         second = asyncio.run(ask(fake))
         assert fake.stats()["by_kind"]["batch_create"] == 1
     assert first == second
+
+
+# ---- tuned models, partial jobs, the inline size limit -------------------------------------
+def staged_run(cli, config: Path, *evaluate_options: str) -> Path:
+    for stage in ("prepare", "debate", "build-sft", "finetune"):
+        result = cli(stage, config, *(["-i", "1"] if stage != "prepare" else []))
+        assert result.exit_code == 0, result.output
+    result = cli("evaluate", config, "-i", "1", *evaluate_options)
+    assert result.exit_code == 0, result.output
+    return run_dir(config)
+
+
+def test_vertex_batches_on_tuned_models_name_the_model_resource_not_the_endpoint(
+    cli, tmp_path, traffic
+):
+    online = staged_run(cli, write_config(tmp_path, "online"))
+    # Tuned in one process, evaluated in batch mode in another: the batch provider finds each
+    # endpoint's Model resource from the tuning jobs (it never saw them finish).
+    batched = staged_run(
+        cli,
+        write_config(tmp_path, "batched", provider__gemini=FAST),
+        "--set",
+        "provider.gemini.batch=true",
+    )
+    name = "iter-1/eval-debate.jsonl"
+    assert (batched / name).read_bytes() == (online / name).read_bytes()
+    models = [job.model for job in traffic.servers[-1].batches.jobs.values()]
+    assert any("/models/" in model for model in models)
+    assert not any("/endpoints/" in model for model in models)
+
+
+def test_the_fake_refuses_a_vertex_batch_on_an_endpoint_as_vertex_does():
+    from google.genai import errors
+
+    from mafine.providers import fake_connection
+
+    with FakeGemini(FakeSettings()) as fake:
+        client = GeminiProvider(ProviderConfig(), fake_connection(fake.url)).client
+        endpoint = "projects/fake-project/locations/us-central1/endpoints/1"
+        with pytest.raises(errors.ClientError) as refused:
+            client.batches.create(model=endpoint, src="gs://b/in.jsonl", config={"dest": "gs://b"})
+    assert refused.value.code == 400 and "not an Endpoint" in str(refused.value.message)
+
+
+def test_a_partially_succeeded_job_keeps_what_succeeded_and_asks_again_for_the_rest(
+    cli, tmp_path, traffic
+):
+    online = debate(cli, write_config(tmp_path, "online"))
+    config = write_config(
+        tmp_path,
+        "partial",
+        provider__gemini={"batch": True, **FAST},
+        provider__fake__batch_incomplete_rate=0.3,
+    )
+    assert debate(cli, config) == online
+    fake = traffic.servers[-1]
+    states = [job.state for job in fake.batches.jobs.values()]
+    assert "PARTIALLY_SUCCEEDED" in states
+    assert len(states) > 3  # the three rounds' jobs, and more for the missing requests
+    answered = fake.stats(cumulative=True)["generate_keys"]
+    assert set(answered.values()) == {1}, "a request answered in one job was sent again"
+
+
+def _long_request(n: int, padding: int) -> GenerationRequest:
+    question = f"What is {n}+1?" + "x" * padding  # a long prompt, the same question
+    return GenerationRequest(
+        model="gemini-3.1-flash-lite",
+        messages=(Message(role="user", content=QUESTION.format(question=question)),),
+        sampling=Sampling(temperature=1.0, top_p=0.9, max_output_tokens=128),
+        sample_index=0,
+        seed=3,
+    )
+
+
+def test_inline_batches_over_the_size_limit_are_split_into_jobs_the_api_accepts(
+    tmp_path, monkeypatch
+):
+    from mafine.providers import batch
+    from mafine.providers.fake_gemini import batches
+
+    # The client's budget stays under the real limit (checked at full size below); both
+    # are scaled down here so the test sends kilobytes, not 20 MB.
+    assert batch.INLINE_BUDGET_BYTES < batches.INLINE_LIMIT_BYTES == 20 * 2**20
+    monkeypatch.setattr(batches, "INLINE_LIMIT_BYTES", 40_000)
+    monkeypatch.setattr(batch, "INLINE_BUDGET_BYTES", 36_000)
+    requests = [_long_request(n, padding=10_000) for n in range(8)]  # ~80 kB in all
+
+    async def ask(fake: FakeGemini) -> list[str]:
+        settings = GeminiSettings(tier="none", batch=True, **FAST)
+        connection = Connection(api_key="k", base_url=fake.url)
+        provider = BatchProvider(
+            GeminiProvider(ProviderConfig(name="gemini", gemini=settings), connection), tmp_path
+        )
+        try:
+            return [c.text for c in await asyncio.gather(*map(provider.generate, requests))]
+        finally:
+            await provider.aclose()
+
+    with FakeGemini(FakeSettings(error_rate=0.0)) as fake:  # every answer right
+        texts = asyncio.run(ask(fake))
+        jobs = len(fake.batches.jobs)
+        refused = fake.stats()["by_kind"]["batch_create"] - jobs
+    assert jobs >= 3 and refused == 0  # split, and every job accepted
+    assert [text.rsplit("\\boxed{", 1)[-1] for text in texts] == [f"{n + 1}}}" for n in range(8)]
+
+
+def test_the_fake_refuses_an_inline_batch_over_20_mb_as_the_api_does():
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps(
+        {
+            "batch": {
+                "inputConfig": {"requests": {"requests": [{"request": {"x": "a" * 21 * 2**20}}]}}
+            }
+        }
+    ).encode()
+    with FakeGemini(FakeSettings()) as fake:
+        request = urllib.request.Request(
+            f"{fake.url}/v1beta/models/gemini-3.1-flash-lite:batchGenerateContent",
+            data=body,
+            headers={"x-goog-api-key": "k", "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+    error = json.loads(refused.value.read())["error"]
+    assert refused.value.code == 400 and error["status"] == "INVALID_ARGUMENT"
+    assert error["message"] == "Request payload size exceeds the limit: 20971520 bytes."

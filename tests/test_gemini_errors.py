@@ -154,3 +154,42 @@ def test_classify_transient_and_fatal():
         assert classify(errors.APIError(code, {"error": {"code": code}})).kind == "fatal"
     assert classify(json.JSONDecodeError("x", "", 0)).kind == "transient"
     assert classify(ValueError("bug")).kind == "fatal"
+
+
+def test_classify_knows_both_transports_and_any_http_client():
+    import aiohttp
+
+    try:  # google-genai 3.x depends on httpx2 (a fork of httpx, the same API)
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - depends on the installed google-genai
+        import httpx
+    import yarl
+
+    key = aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None)
+    transient = [
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientConnectorError(key, OSError(111, "refused")),
+        aiohttp.ClientOSError(104, "reset"),
+        aiohttp.ClientPayloadError("Response payload is not completed"),
+        aiohttp.ServerTimeoutError("timeout"),
+        TimeoutError(),
+        httpx.ReadTimeout("timeout"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    ]
+    for exc in transient:
+        assert classify(exc).kind == "transient", exc
+    certificate = aiohttp.ClientConnectorCertificateError(key, ValueError("bad certificate"))
+    assert classify(certificate).kind == "fatal"
+
+    request = httpx.Request("POST", "https://example.invalid/v1/chat")
+    limited = httpx.Response(429, headers={"retry-after": "7"}, json={"error": {"message": "x"}})
+    limited.request = request
+    failure = classify(httpx.HTTPStatusError("429", request=request, response=limited))
+    assert (failure.kind, failure.delay) == ("rate_limit", 7.0)
+    down = httpx.Response(503, text="unavailable", request=request)
+    assert classify(httpx.HTTPStatusError("503", request=request, response=down)).kind == (
+        "transient"
+    )
+    info = aiohttp.RequestInfo(yarl.URL("https://x"), "POST", {}, yarl.URL("https://x"))
+    refused = aiohttp.ClientResponseError(info, (), status=401, message="Unauthorized")
+    assert classify(refused).kind == "fatal"

@@ -14,8 +14,13 @@ from mafine.prompts import QUESTION
 from mafine.providers.base import GenerationRequest, Sampling
 from mafine.providers.fake_gemini import FakeGemini
 from mafine.providers.gemini import Connection, GeminiProvider
+from tests.gemini_transports import transport  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore:Inheritance class:DeprecationWarning"),  # aiohttp
+    pytest.mark.usefixtures("transport"),
+]
 
 KEY = "test-key-not-secret"
 
@@ -164,3 +169,18 @@ def test_the_fake_enforces_its_own_minute_window():
         with pytest.raises(MafineError, match="429"):
             run(fake, *(request(n) for n in range(8)), rate_limit_wait_s=0.5)
         assert fake.fault_stats()["over_limit"] >= 1
+
+
+def test_a_refused_connection_is_retried_then_reported():
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    class Closed:
+        url = f"http://127.0.0.1:{port}"
+
+    with pytest.raises(MafineError, match="did not answer after 3 attempts") as caught:
+        run(Closed(), request(1), max_attempts=3)
+    assert KEY not in str(caught.value)

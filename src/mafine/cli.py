@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -370,6 +370,25 @@ def estimate(
     _guarded(body)
 
 
+@app.command()
+def check(config: ConfigArg, set_: SetOption = None) -> None:
+    """Prove a Gemini setup with the fewest, cheapest real calls, then print the estimate."""
+
+    def body() -> None:
+        from mafine.check import check as run_check
+        from mafine.check import render
+        from mafine.ui import console
+
+        loaded = _load(config, set_)
+        report = run_check(loaded)
+        for renderable in render(report, loaded):
+            console.print(renderable, soft_wrap=True)
+        if not report.ok:
+            raise typer.Exit(1)
+
+    _guarded(body)
+
+
 @app.command("fake-gemini")
 def fake_gemini(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
@@ -382,12 +401,12 @@ def fake_gemini(
         float, typer.Option(help="Share of generation attempts answered with a fault.")
     ] = 0.0,
     fault_kinds: Annotated[
-        str,
+        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
         typer.Option(
-            help="Comma-separated faults to draw from: rate_limit, server_error, "
-            "unavailable, hang, drop, empty, safety, malformed."
+            help="Comma-separated faults to draw from (default: every kind; a wrong name "
+            "lists them)."
         ),
-    ] = "rate_limit,server_error,unavailable,hang,drop,empty,safety,malformed",
+    ] = None,
     retry_delay: Annotated[float, typer.Option(help="RetryInfo delay of injected 429s.")] = 1.0,
     hang: Annotated[float, typer.Option(help="Seconds an injected hang lasts.")] = 30.0,
     daily_quota: Annotated[
@@ -396,6 +415,14 @@ def fake_gemini(
     requests_per_minute: Annotated[
         int | None,
         typer.Option(help="Answer 429 past this many generations in 60 s."),
+    ] = None,
+    state_dir: Annotated[
+        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        typer.Option(
+            help="Keep objects, tuning and batch jobs and tuned models here, so they outlive "
+            "the server (default: in memory only).",
+            file_okay=False,
+        ),
     ] = None,
 ) -> None:
     """Serve the offline fake Gemini on loopback, for CI or demos of a `gemini` config."""
@@ -410,12 +437,15 @@ def fake_gemini(
         from mafine.ui import console
 
         try:
+            kinds = {}
+            if fault_kinds is not None:
+                kinds["fault_kinds"] = [k.strip() for k in fault_kinds.split(",") if k.strip()]
             settings = FakeSettings(
+                **kinds,
                 error_rate=error_rate,
                 adopt_majority=adopt_majority,
                 latency_s=latency,
                 fault_rate=fault_rate,
-                fault_kinds=[k.strip() for k in fault_kinds.split(",") if k.strip()],
                 retry_delay_s=retry_delay,
                 hang_s=hang,
                 daily_quota=daily_quota,
@@ -424,7 +454,7 @@ def fake_gemini(
         except ValidationError as exc:
             raise MafineError(describe_validation_error(exc)) from None
         try:
-            fake = FakeGemini(settings, port=port).start()
+            fake = FakeGemini(settings, port=port, state_dir=state_dir).start()
         except OSError as exc:
             raise MafineError(
                 f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "

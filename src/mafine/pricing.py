@@ -13,10 +13,10 @@ from typing import Any
 
 from mafine.artifacts import Usage
 
-PRICES_AS_OF = "2026-11"
+PRICES_AS_OF = "2026-10-07"
 PRICES_SOURCE = (
-    "https://ai.google.dev/gemini-api/docs/pricing (paid tier, prompts up to 200k tokens) and "
-    "https://cloud.google.com/vertex-ai/generative-ai/pricing (tuning)"
+    "https://ai.google.dev/gemini-api/docs/pricing (paid tier, prompts up to 200k tokens, as "
+    "read on 2026-10-07) and https://cloud.google.com/vertex-ai/generative-ai/pricing (tuning)"
 )
 BATCH_DISCOUNT = 0.5  # batch jobs cost half the standard price, on both backends
 
@@ -30,10 +30,15 @@ class Price:
     tuning: float | None = None  # Vertex AI supervised tuning, per 1M training tokens
 
 
-# USD per 1M tokens, standard (not batch) paid tier, text, prompts up to 200k tokens.
+# USD per 1M tokens, standard (not batch) paid tier, text, prompts up to 200k tokens, by exact
+# model name: a model not listed here is priced "unknown", never as a similar name (a
+# `-lite` or `-preview` model costs what its own row says, not what its prefix's row says).
 PRICES: dict[str, Price] = {
+    # Promotional through 2026-12-31; from 2027-01-01 it is 1.50 input, 7.50 output.
+    "gemini-3.8-flash": Price(0.75, 3.75),
     "gemini-3.5-flash": Price(1.50, 9.00),
-    "gemini-3.1-pro": Price(2.00, 12.00),
+    "gemini-3.5-flash-lite": Price(0.30, 2.50),
+    "gemini-3.1-pro-preview": Price(2.00, 12.00),
     "gemini-3.1-flash-lite": Price(0.25, 1.50),
     "gemini-3-flash": Price(0.50, 3.00),
     "gemini-2.5-pro": Price(1.25, 10.00, tuning=25.00),
@@ -41,18 +46,14 @@ PRICES: dict[str, Price] = {
     "gemini-2.5-flash-lite": Price(0.10, 0.40, tuning=1.50),
 }
 
-_PREFIXES = re.compile(r"^(?:models/|publishers/google/models/|projects/.+/models/)")
+# Resource prefixes of the same model: `models/X` (Gemini API), `publishers/google/models/X`
+# and `projects/P/locations/L/publishers/google/models/X` (Vertex AI).
+_PREFIXES = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/google/)?(?:models/)?")
 
 
 def price_of(model: str) -> Price | None:
-    """The price of a model name (`models/...` and version suffixes allowed), or None."""
-    name = _PREFIXES.sub("", model.strip())
-    best = None
-    for known in PRICES:
-        matches = name == known or name.startswith(known + "-")
-        if matches and (best is None or len(known) > len(best)):
-            best = known
-    return PRICES[best] if best else None
+    """The price of a model by its exact name (resource prefixes allowed), or None."""
+    return PRICES.get(_PREFIXES.sub("", model.strip()))
 
 
 def cost(usage: Usage, model: str, batch: bool = False) -> float | None:

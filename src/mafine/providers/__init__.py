@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 FAKE_TUNING_BUCKET = "gs://mafine-fake/tuning"
 FAKE_BATCH_BUCKET = "gs://mafine-fake/batch"
+FAKE_STATE_DIR = "fake-gemini"  # inside the run directory
 
 Opener = Callable[["ProviderConfig", int, "Path | None"], AbstractAsyncContextManager[Provider]]
 
@@ -89,7 +90,9 @@ async def open_fake(
     gemini = config.gemini.model_copy(
         update={"tuning_bucket": FAKE_TUNING_BUCKET, "batch_bucket": FAKE_BATCH_BUCKET}
     )
-    with FakeGemini(config.fake) as fake:
+    # The fake's jobs, tuned models and objects outlive the process, as Gemini's do.
+    fake_state = state_dir / FAKE_STATE_DIR if state_dir is not None else None
+    with FakeGemini(config.fake, state_dir=fake_state) as fake:
         connection = fake_connection(fake.url)
         provider = _batched(
             GeminiProvider(

@@ -6,9 +6,14 @@ every problem of a split is in flight at once, so a debate round's requests arri
 (or `batch_max_requests` are queued) the queue becomes one batch job per model:
 
 * API key (Gemini Developer API): inlined requests, `models/{m}:batchGenerateContent`; the
-  responses come back inlined, in request order.
+  responses come back inlined, in request order. A queue over the inline size limit (20 MB)
+  becomes several jobs.
 * Vertex AI: a JSONL file uploaded to `batch_bucket` (each request labelled with its key),
-  a `batchPredictionJobs` job writing its predictions under the same prefix.
+  a `batchPredictionJobs` job writing its predictions under the same prefix. A tuned model is
+  named by its Model resource (generation uses its endpoint).
+
+A request a finished job has no answer for (a partially succeeded job leaves some out) or an
+error is batched again, `max_attempts` jobs at most.
 
 Every submitted job is recorded in the run directory (`batches.jsonl`: its name and the keys
 of its requests, in order) before it is polled. A resumed run that asks for one of those
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -48,12 +54,20 @@ from mafine.providers.gemini import (
     completion_from_rest,
     is_blocked,
     join_gcs,
-    rest_request,
 )
 from mafine.providers.limits import classify
 
 STATE_FILE = "batches.jsonl"
+# A partially succeeded job is done: its missing results are asked for again (_run_job).
+DONE = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
 LABEL = "mafine-key"
+
+
+# Inline (API-key) batches must keep the whole request under 20 MB; larger ones are split
+# into several jobs (https://ai.google.dev/gemini-api/docs/batch-api#inline-requests). The
+# budget leaves room for the envelope around the requests and for the estimate's error.
+INLINE_BUDGET_BYTES = 18 * 1024 * 1024
+ENDPOINT = re.compile(r"projects/[^/]+/locations/[^/]+/endpoints/[^/]+")
 
 
 @dataclass
@@ -61,6 +75,7 @@ class _Pending:
     request: GenerationRequest
     future: asyncio.Future[Completion]
     reasks: int = 0
+    resubmits: int = 0  # times sent again after its job returned nothing (or an error) for it
 
 
 class BatchProvider(ProviderBase):
@@ -81,6 +96,7 @@ class BatchProvider(ProviderBase):
         self._timer: asyncio.TimerHandle | None = None
         self._polls: dict[str, asyncio.Task[dict[str, Completion | str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._model_of_endpoint: dict[str, str] = {}  # tuned endpoint -> its Model resource
         self.jobs_submitted = 0
 
     @property
@@ -95,7 +111,10 @@ class BatchProvider(ProviderBase):
         return self.inner.start_tuning(spec)
 
     def poll_tuning(self, job_name: str) -> TuningStatus:
-        return self.inner.poll_tuning(job_name)
+        status = self.inner.poll_tuning(job_name)
+        if status.serving_model and status.checkpoint:
+            self._model_of_endpoint[status.serving_model] = status.checkpoint
+        return status
 
     async def aclose(self) -> None:
         if self._timer is not None:
@@ -159,9 +178,25 @@ class BatchProvider(ProviderBase):
             if not item.future.done():
                 by_model.setdefault(item.request.model, []).append(item)
         for model, items in by_model.items():
-            task = asyncio.ensure_future(self._run_job(model, items))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            chunks = [items] if self.inner.vertex else self._inline_chunks(items)
+            for chunk in chunks:
+                task = asyncio.ensure_future(self._run_job(model, chunk))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _inline_chunks(self, items: list[_Pending]) -> list[list[_Pending]]:
+        """Consecutive runs of requests whose inlined JSON stays within the inline budget."""
+        chunks: list[list[_Pending]] = [[]]
+        size = 0
+        for item in items:
+            body = {"request": self.inner.rest_request(item.request), "metadata": {"key": ""}}
+            item_size = len(json.dumps(body, ensure_ascii=False).encode()) + 64  # key, commas
+            if chunks[-1] and size + item_size > INLINE_BUDGET_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(item)
+            size += item_size
+        return chunks
 
     async def _run_job(self, model: str, items: list[_Pending]) -> None:
         try:
@@ -189,11 +224,18 @@ class BatchProvider(ProviderBase):
                     self._queue(_Pending(item.request, item.future, item.reasks + 1))
                 else:
                     item.future.set_result(result)
+            elif item.resubmits + 1 < self.settings.max_attempts:
+                # Missing (a partially succeeded job) or failed: take what succeeded, ask
+                # again for the rest, a bounded number of times.
+                self._stored.pop(key, None)
+                self._queue(_Pending(item.request, item.future, item.reasks, item.resubmits + 1))
             else:
                 item.future.set_exception(
                     MafineError(
                         f"batch job {job} returned no response for a request to {model} "
-                        f"({result or 'missing'}); run the same command again to resubmit it"
+                        f"({result or 'missing'}) after {item.resubmits + 1} jobs "
+                        "(provider.gemini.max_attempts); run the same command again to "
+                        "resubmit it"
                     )
                 )
                 item.future.exception()
@@ -202,7 +244,7 @@ class BatchProvider(ProviderBase):
         self, model: str, requests: Sequence[GenerationRequest], keys: list[str]
     ) -> str:
         display = "mafine-" + sha256("\n".join(keys).encode()).hexdigest()[:20]
-        existing = await self._find_job(display)
+        existing = await self._find_job(display, model)
         if existing is not None:
             name = existing
         elif self.inner.vertex:
@@ -254,7 +296,7 @@ class BatchProvider(ProviderBase):
             )
         lines = []
         for request, key in zip(requests, keys, strict=True):
-            body = rest_request(request)
+            body = self.inner.rest_request(request)
             body["labels"] = {LABEL: key[:60]}
             lines.append(json.dumps({"request": body}, ensure_ascii=False))
         data = "".join(line + "\n" for line in lines).encode()
@@ -267,21 +309,39 @@ class BatchProvider(ProviderBase):
         await asyncio.to_thread(upload)
         source = f"gs://{bucket_name}/{object_name}"
         dest = source.rsplit("/", 1)[0] + "/output"
+        resource = await self._batch_model(model)
         job = await self._call(
-            lambda: self.inner.client.aio.batches.create(
-                model=model, src=source, config={"display_name": display, "dest": dest}
+            lambda: self.inner.client_for(resource).aio.batches.create(
+                model=resource, src=source, config={"display_name": display, "dest": dest}
             ),
             model,
             retry=False,
         )
         return str(job.name)
 
-    async def _find_job(self, display: str) -> str | None:
-        """A recent job with this display name that has not failed (from a killed run)."""
+    async def _batch_model(self, model: str) -> str:
+        """What a Vertex batch job names for `model`: a tuned model's Model resource (batch
+        prediction takes models, not the endpoints generation takes), else `model`."""
+        if not ENDPOINT.fullmatch(model):
+            return model
+        resource = self._model_of_endpoint.get(model)
+        if resource is None:
+            resource = await asyncio.to_thread(self.inner.tuned_model_of, model)
+            if resource is None:
+                raise MafineError(
+                    f"batch mode needs the tuned model that {model} serves, and no tuning job "
+                    "in provider.gemini.tuning_location names it; set provider.gemini.batch="
+                    "false to send these requests one by one"
+                )
+            self._model_of_endpoint[model] = resource
+        return resource
+
+    async def _find_job(self, display: str, model: str) -> str | None:
+        """A recent job with this display name that has not failed (from a killed run), in
+        the location that serves `model`."""
+        client = self.inner.client_for(model)
         try:
-            pager = await self._call(
-                lambda: self.inner.client.aio.batches.list(config={"page_size": 100}), ""
-            )
+            pager = await self._call(lambda: client.aio.batches.list(config={"page_size": 100}), "")
         except MafineError:
             return None
         for job in pager.page:
@@ -303,18 +363,24 @@ class BatchProvider(ProviderBase):
     async def _poll(
         self, job_name: str, keys: list[str], model: str
     ) -> dict[str, Completion | str]:
-        client = self.inner.client
+        client = self.inner.client_for(job_name)  # a Vertex job lives in its model's region
         while True:
-            job = await self._call(lambda: client.aio.batches.get(name=job_name), model)
+            job = await self._call(lambda: _get_unless_gone(client, job_name), model)
+            if job is None:
+                self._forget(job_name, keys, "unknown to the service (404 NOT_FOUND)")
+                where = "Vertex AI" if self.inner.vertex else "the Gemini API"
+                raise MafineError(
+                    f"{where} no longer knows batch job {job_name} (404 NOT_FOUND): it was "
+                    "deleted or expired, or the project, location or API key changed since it "
+                    f"was submitted. It is forgotten ({STATE_FILE}): run the same command "
+                    "again to submit its requests again"
+                )
             state = job.state.name if job.state else "JOB_STATE_PENDING"
-            if state == "JOB_STATE_SUCCEEDED":
+            if state in DONE:
                 break
             if state in ENDED_BADLY:
                 error = job.error.message if job.error and job.error.message else state
-                self._record(BatchRecord(event="failed", job=job_name, error=str(error)))
-                for key in keys:
-                    self._stored.pop(key, None)
-                self._polls.pop(job_name, None)
+                self._forget(job_name, keys, str(error))
                 raise MafineError(
                     f"batch job {job_name} ended {state} ({error}); run the same command again "
                     "to resubmit its requests"
@@ -326,6 +392,13 @@ class BatchProvider(ProviderBase):
             results = _inlined_results(job, keys)
         self._record(BatchRecord(event="finished", job=job_name))
         return results
+
+    def _forget(self, job_name: str, keys: list[str], error: str) -> None:
+        """Record a job as failed: its requests are batched again when next asked for."""
+        self._record(BatchRecord(event="failed", job=job_name, error=error))
+        for key in keys:
+            self._stored.pop(key, None)
+        self._polls.pop(job_name, None)
 
     def _vertex_results(self, job: Any, keys: list[str]) -> dict[str, Completion | str]:
         directory = job.output_info.gcs_output_directory if job.output_info else None
@@ -374,6 +447,18 @@ class BatchProvider(ProviderBase):
         except Exception as exc:
             raise self.inner.user_error(exc, model) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _get_unless_gone(client: Any, job_name: str) -> Any:
+    """The batch job, or None where the service answers 404 (it does not know the job)."""
+    from google.genai import errors
+
+    try:
+        return await client.aio.batches.get(name=job_name)
+    except errors.APIError as exc:
+        if exc.code == 404:
+            return None
+        raise
 
 
 def _inlined_results(job: Any, keys: list[str]) -> dict[str, Completion | str]:

@@ -1,7 +1,8 @@
-"""Client-side limits for Gemini: pacing (requests and tokens per minute) and error classes.
+"""Client-side limits for any HTTP provider: pacing (requests and tokens per minute) and
+error classes. `providers/retry.py` turns both into one retry loop.
 
-Pacing uses `aiolimiter` (a leaky bucket per limit: small, asyncio-native, well kept); the
-retry loop in `gemini.py` uses `tenacity`. What this module adds is the policy:
+Pacing uses `aiolimiter` (a leaky bucket per limit: small, asyncio-native, well kept). What
+this module adds is the policy:
 
 * `Pacer.acquire` waits for a request slot and for its estimated input tokens, and for any
   pause a 429 imposed on everyone. Buckets hold one second of traffic (at least one request),
@@ -13,7 +14,9 @@ retry loop in `gemini.py` uses `tenacity`. What this module adds is the policy:
 * `classify` sorts an exception into `rate_limit` (wait and slow down), `quota` (per-day or
   `limit: 0`: waiting will not help, stop), `transient` (5xx, timeouts, dropped connections,
   a malformed body: back off and retry) and `fatal` (400, 401, 403, 404 and anything else:
-  fail at once).
+  fail at once). It reads the HTTP status from google-genai's `APIError`, httpx's
+  `HTTPStatusError` or aiohttp's `ClientResponseError`, and knows both transports' errors,
+  so a provider on any of them shares it.
 """
 
 from __future__ import annotations
@@ -156,36 +159,94 @@ class Failure:
     kind: Kind
     delay: float | None = None  # the server's retry hint, seconds
     quota: str | None = None  # which quota a 429 names
+    reason: str | None = None  # the google.rpc.ErrorInfo reason, e.g. API_KEY_INVALID
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """What classification needs from an HTTP error, whichever client raised it."""
+
+    code: int
+    message: str = ""
+    details: tuple[dict[str, Any], ...] = ()
+    retry_after: float | None = None  # a Retry-After header, seconds
 
 
 _PER_DAY = re.compile(r"per ?day|PerDay|daily", re.IGNORECASE)
 _LIMIT_ZERO = re.compile(r"limit: ?0(?![\d.])")
 _RETRY_IN = re.compile(r"retry in ([\d.]+)\s*(ms|s)\b", re.IGNORECASE)
-_DURATION = re.compile(r"^\s*([\d.]+)\s*s\s*$")
+_DURATION = re.compile(r"^\s*([\d.]+)\s*s?\s*$")  # "17s"; a Retry-After header: "17"
+# Transport errors by class name, so neither aiohttp nor httpx2 needs importing to know them:
+# httpx's TransportError covers connect/read/write errors, timeouts and protocol errors;
+# aiohttp's ClientConnectionError covers ServerDisconnectedError, ClientConnectorError and
+# ClientOSError, ClientPayloadError a body cut short, ServerTimeoutError a read timeout;
+# google-auth's TransportError a network failure while refreshing credentials.
+TRANSPORT_ERRORS = frozenset(
+    {"TransportError", "TimeoutException", "TimeoutError", "ConnectionError", "ReadError",
+     "ClientConnectionError", "ClientPayloadError", "ServerTimeoutError"}
+)  # fmt: skip
+# ... except a TLS certificate or configuration problem, which no retry fixes.
+NOT_TRANSIENT = frozenset({"ClientSSLError", "SSLError", "ClientConnectorCertificateError"})
 
 
 def classify(exc: BaseException) -> Failure:
-    """What to do about an exception raised by the google-genai client."""
-    from google.genai import errors
-
-    if isinstance(exc, errors.APIError):
-        code = exc.code
-        if code == 429:
-            return _classify_429(exc)
-        if code in TRANSIENT_CODES:
+    """What to do about an exception raised by an HTTP client (google-genai, httpx, aiohttp)."""
+    error = http_error(exc)
+    if error is not None:
+        if error.code == 429:
+            return _classify_429(error)
+        if error.code in TRANSIENT_CODES:
             return Failure("transient")
-        return Failure("fatal")
+        return Failure("fatal", reason=error_reason(error.details))
     if is_transport_error(exc) or isinstance(exc, json.JSONDecodeError):
         return Failure("transient")
     return Failure("fatal")
 
 
-def _classify_429(exc: Any) -> Failure:
-    message = str(exc.message or "")
-    details = _error_details(exc.details)
-    delay = None
-    quota_ids: list[str] = []
+def http_error(exc: BaseException) -> HttpError | None:
+    """The HTTP status of an error response, or None for anything else."""
+    from google.genai import errors
+
+    if isinstance(exc, errors.APIError):
+        return HttpError(int(exc.code), str(exc.message or ""), _error_details(exc.details))
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    response = getattr(exc, "response", None)
+    if "HTTPStatusError" in names and response is not None:  # httpx
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": {"message": response.text}}
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        message = error.get("message", "") if isinstance(error, dict) else str(error)
+        return HttpError(
+            response.status_code,
+            str(message),
+            _error_details(body),
+            parse_duration(response.headers.get("retry-after")),
+        )
+    if "ClientResponseError" in names:  # aiohttp
+        headers = getattr(exc, "headers", None) or {}
+        return HttpError(
+            int(getattr(exc, "status", 0)),
+            str(getattr(exc, "message", "")),
+            retry_after=parse_duration(headers.get("Retry-After")),
+        )
+    return None
+
+
+def error_reason(details: tuple[dict[str, Any], ...]) -> str | None:
+    """The `reason` of a google.rpc.ErrorInfo detail (API_KEY_INVALID, ...), if any."""
     for detail in details:
+        if str(detail.get("@type", "")).endswith("ErrorInfo") and detail.get("reason"):
+            return str(detail["reason"])
+    return None
+
+
+def _classify_429(error: HttpError) -> Failure:
+    message = error.message
+    delay = error.retry_after
+    quota_ids: list[str] = []
+    for detail in error.details:
         kind = str(detail.get("@type", ""))
         if kind.endswith("RetryInfo"):
             delay = parse_duration(detail.get("retryDelay"))
@@ -203,20 +264,24 @@ def _classify_429(exc: Any) -> Failure:
         if match:
             delay = float(match.group(1)) / (1000.0 if match.group(2).lower() == "ms" else 1.0)
     hard = [q for q in quota_ids if _PER_DAY.search(q) or _LIMIT_ZERO.search(q)]
-    if hard or (not quota_ids and (_PER_DAY.search(message) or _LIMIT_ZERO.search(message))):
+    # The message's "limit: 0" counts even when the violations carry no quotaValue (a free
+    # tier without access to a model: continuedev/continue#10066 shows such a 429).
+    in_message = _LIMIT_ZERO.search(message) or (not quota_ids and _PER_DAY.search(message))
+    if hard or in_message:
         named = "; ".join(hard) if hard else _first_line(message)
         return Failure("quota", delay, named)
     return Failure("rate_limit", delay, "; ".join(quota_ids) or None)
 
 
-def _error_details(details: Any) -> list[dict[str, Any]]:
+def _error_details(details: Any) -> tuple[dict[str, Any], ...]:
+    """The `details` list of a google.rpc.Status error body."""
     if isinstance(details, list) and len(details) == 1:
         details = details[0]
     if not isinstance(details, dict):
-        return []
+        return ()
     error = details.get("error", details)
     found = error.get("details") if isinstance(error, dict) else None
-    return [d for d in found or [] if isinstance(d, dict)]
+    return tuple(d for d in found or [] if isinstance(d, dict))
 
 
 def parse_duration(value: Any) -> float | None:
@@ -237,9 +302,6 @@ def _first_line(text: str) -> str:
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    """httpx/httpx2 transport errors (timeouts, refused or dropped connections)."""
+    """A timeout, a refused or dropped connection, or a body cut short, on any transport."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(
-        names
-        & {"TransportError", "TimeoutException", "TimeoutError", "ConnectionError", "ReadError"}
-    )
+    return bool(names & TRANSPORT_ERRORS) and not names & NOT_TRANSIENT

@@ -1,0 +1,115 @@
+"""Settings of the Gemini provider (`provider.gemini` in the config): pydantic only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mafine.schema import MUTABLE, Strict
+
+
+class GeminiSettings(Strict):
+    """How the gemini provider reaches Gemini, paces, retries and thinks. Keys marked MUTABLE
+    change how a run proceeds, never what it produces (`mafine.schema`)."""
+
+    api_key_env: str = Field(
+        "GEMINI_API_KEY", description="environment variable with the key", json_schema_extra=MUTABLE
+    )
+    vertex: bool = Field(False, description="use Vertex AI (needed for tuning)")
+    project: str | None = None
+    location: str = Field(
+        "global",
+        description="Vertex AI location serving the base models (global serves Gemini 3 and 2.5)",
+    )
+    tuning_location: str = Field(
+        "us-central1",
+        description="Vertex AI region for tuning jobs and their tuned endpoints (not global)",
+    )
+    base_url: str | None = Field(None, description="another endpoint, e.g. `mafine fake-gemini`")
+    tuning_bucket: str | None = Field(None, description="gs://bucket/prefix for tuning files")
+    # Thinking (docs/gemini.md): off or as low as the model allows, for base and tuned alike.
+    thinking_level: Literal["lowest", "minimal", "low", "medium", "high", "model_default"] = Field(
+        "lowest",
+        description="Gemini 3 and later; lowest: minimal (Flash, Flash-Lite) or low (Pro); "
+        "model_default sends none (the model thinks at high)",
+    )
+    thinking_budget: Annotated[int, Field(ge=-1)] | Literal["lowest", "model_default"] = Field(
+        "lowest",
+        description="Gemini 2.5, thinking tokens; lowest: 0 (off; Pro: 128); -1: dynamic",
+    )
+    max_tokens_warn_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="warn once this share of responses ends at max_output_tokens",
+        json_schema_extra=MUTABLE,
+    )
+    # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
+    tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
+        "tier1",
+        description="usage tier whose limits pace requests; none: no client-side pacing",
+        json_schema_extra=MUTABLE,
+    )
+    requests_per_minute: float | None = Field(
+        None,
+        gt=0,
+        description="client-side request limit (overrides the tier's)",
+        json_schema_extra=MUTABLE,
+    )
+    tokens_per_minute: float | None = Field(
+        None,
+        gt=0,
+        description="client-side input-token limit (overrides the tier's)",
+        json_schema_extra=MUTABLE,
+    )
+    max_attempts: int = Field(
+        8,
+        ge=1,
+        description="tries per request on 5xx, timeouts and dropped connections",
+        json_schema_extra=MUTABLE,
+    )
+    retry_initial_s: float = Field(
+        1.0, gt=0, description="first backoff; doubles, with jitter", json_schema_extra=MUTABLE
+    )
+    retry_max_s: float = Field(
+        60.0, gt=0, description="longest single backoff", json_schema_extra=MUTABLE
+    )
+    rate_limit_wait_s: float = Field(
+        900.0,
+        gt=0,
+        description="longest total wait on per-minute 429s for one request",
+        json_schema_extra=MUTABLE,
+    )
+    reask_blocked: int = Field(
+        2,
+        ge=0,
+        description="re-asks of a response with no text (blocked, no candidates) before it is "
+        "recorded as it is",
+    )
+    # Batch mode: half price, hours of latency.
+    batch: bool = Field(
+        False,
+        description="send requests as Gemini batch jobs (half price)",
+        json_schema_extra=MUTABLE,
+    )
+    batch_bucket: str | None = Field(
+        None,
+        description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)",
+        json_schema_extra=MUTABLE,
+    )
+    batch_poll_s: float = Field(
+        30.0, gt=0, description="seconds between batch job polls", json_schema_extra=MUTABLE
+    )
+    batch_window_s: float = Field(
+        1.0,
+        gt=0,
+        description="requests arriving within this quiet time share one batch job",
+        json_schema_extra=MUTABLE,
+    )
+    batch_max_requests: int = Field(
+        5000,
+        ge=1,
+        description="most requests in one batch job (and in flight in batch mode)",
+        json_schema_extra=MUTABLE,
+    )

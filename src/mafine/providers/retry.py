@@ -1,0 +1,149 @@
+"""One retry loop for any HTTP provider: paced attempts, retried by error class.
+
+A provider hands `Retrier.run` one attempt (an async call) and gets its result, or the last
+exception once retrying is over. What happens in between depends on `limits.classify`:
+
+* `rate_limit` (a per-minute 429): wait the delay the error carries (plus up to 10%), or,
+  when it carries none (Vertex AI's 429s: "Resource exhausted. Please try again later."),
+  back off exponentially with jitter; every request pauses and the pace slows
+  (`Pacer.rate_limited`). Stops once one request has waited `rate_limit_wait_s` in all.
+* `transient` (5xx, timeouts, dropped connections, malformed bodies): back off exponentially
+  with jitter, `max_attempts` tries at most.
+* `quota` and `fatal`: no retry.
+
+An attempt may raise `AskAgain` (a well-formed answer the provider wants asked again, e.g. a
+response without text): it is asked again at once, still paced; the provider bounds how
+often. Control-plane calls (synchronous, unpaced) go through `Retrier.call`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, stop_never
+
+from mafine.providers.limits import Failure, Pacer, classify
+
+T = TypeVar("T")
+
+
+class AskAgain(Exception):
+    """Raised by an attempt whose (well-formed) answer should be asked again."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often to retry; `GeminiSettings` has these fields, as may any other
+    provider's settings."""
+
+    max_attempts: int = 8
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 60.0
+    rate_limit_wait_s: float = 900.0
+
+    @classmethod
+    def of(cls, settings: Any) -> RetryPolicy:
+        """The policy in a settings object that has the four fields."""
+        return cls(
+            max_attempts=settings.max_attempts,
+            retry_initial_s=settings.retry_initial_s,
+            retry_max_s=settings.retry_max_s,
+            rate_limit_wait_s=settings.rate_limit_wait_s,
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff (attempt 1, 2, ...) with full jitter in its upper half, capped."""
+        base = min(self.retry_max_s, self.retry_initial_s * 2 ** (attempt - 1))
+        return base * (0.5 + 0.5 * random.random())
+
+
+@dataclass
+class Tries:
+    """One request's retry budget, spent by error class."""
+
+    transient: int = 0
+    rate_limits: int = 0
+    rate_limited_s: float = 0.0
+    reasks: int = 0
+    last: Failure | None = None
+    delay: float = 0.0  # the next wait on a 429
+
+
+@dataclass
+class Retrier:
+    """Shared by every request of one provider; counts retries by class."""
+
+    policy: RetryPolicy
+    pacer: Pacer
+    label: str = "provider"
+    notice: Callable[[str, str], None] = lambda kind, text: None
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"rate_limit": 0, "transient": 0, "blocked": 0}
+    )
+
+    async def run(self, attempt: Callable[[], Awaitable[T]], tries: Tries, tokens: int = 0) -> T:
+        """The attempt's result, retried by error class; else the last exception."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda exc: self._should_retry(exc, tries)),
+            wait=lambda state: self._wait(tries),
+            stop=stop_never,
+            reraise=True,
+        )
+        async for try_ in retrying:
+            with try_:
+                await self.pacer.acquire(tokens)
+                result = await attempt()
+        return result
+
+    def call(self, call: Callable[[], T], retry_transient: bool = True) -> T:
+        """A synchronous control-plane call, retried on transient errors and 429s."""
+        retrying = Retrying(
+            retry=retry_if_exception(
+                lambda exc: retry_transient and classify(exc).kind in ("transient", "rate_limit")
+            ),
+            wait=lambda state: self.policy.backoff(state.attempt_number),
+            stop=stop_after_attempt(self.policy.max_attempts),
+            reraise=True,
+        )
+        return retrying(call)
+
+    def _should_retry(self, exc: BaseException, tries: Tries) -> bool:
+        if isinstance(exc, AskAgain):
+            tries.last = None
+            return True
+        failure = classify(exc)
+        tries.last = failure
+        if failure.kind == "rate_limit":
+            tries.rate_limits += 1
+            if failure.delay is not None:
+                tries.delay = failure.delay * (1.0 + 0.1 * random.random())
+            else:
+                tries.delay = self.policy.backoff(tries.rate_limits)
+            return tries.rate_limited_s + tries.delay <= self.policy.rate_limit_wait_s
+        if failure.kind == "transient":
+            tries.transient += 1
+            return tries.transient < self.policy.max_attempts
+        return False
+
+    def _wait(self, tries: Tries) -> float:
+        failure = tries.last
+        if failure is None:  # asked again at once (still paced)
+            self.counts["blocked"] += 1
+            return 0.0
+        if failure.kind == "rate_limit":
+            self.counts["rate_limit"] += 1
+            delay = tries.delay
+            self.pacer.rate_limited(delay)
+            tries.rate_limited_s += delay
+            self.notice(
+                "rate_limit",
+                f"{self.label}: rate limited (429"
+                f"{', ' + failure.quota if failure.quota else ''}); pausing {delay:.1f}s and "
+                f"slowing to {self.pacer.requests_per_minute or 0:.0f} requests/min",
+            )
+            return delay
+        self.counts["transient"] += 1
+        return self.policy.backoff(tries.transient)
