@@ -105,7 +105,7 @@ def assert_every_request_counted(root: Path) -> None:
 
 @pytest.mark.parametrize(
     ("stage", "responses"),
-    [("iter-1/train-debate", 8), ("baseline/eval-debate", 6)],
+    [("iter-1/train-debate", 8), ("baseline/eval-debate", 6), ("iter-1/eval-debate", 6)],
 )
 def test_sigkill_then_rerun(tmp_path, reference, stage, responses):
     config = small_config(tmp_path, "killed", **SLOW)
