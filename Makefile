@@ -31,6 +31,7 @@ test:
 lint:
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports  # the layers in pyproject.toml (docs/architecture.md)
 
 format:
 	$(BIN)/ruff format src tests benchmarks

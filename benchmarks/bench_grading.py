@@ -24,8 +24,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from mafine.grading import GradingConfig, get_grader
-from mafine.grading.numeric import parse_value
+from mafine.grading.plain import parse_value
 from mafine.grading.pool import default_workers
+from mafine.grading.registry import GRADERS
 
 Pairs = list[tuple[str, str]]
 
@@ -179,10 +180,10 @@ def cpu_seconds(grader: object) -> float:
 
 
 def _worker_pids(grader: object) -> list[int]:
-    inner = getattr(grader, "symbolic", grader)
-    pool = getattr(inner, "_pool", None)
-    procs = getattr(pool, "_procs", [])
-    return [proc.popen.pid for proc in procs]
+    """The worker processes of a grader and of the graders it asks (auto's)."""
+    graders = [grader, getattr(grader, "symbolic", None), getattr(grader, "second", None)]
+    pools = [getattr(inner, "_pool", None) for inner in graders]
+    return [proc.popen.pid for pool in pools for proc in getattr(pool, "_procs", [])]
 
 
 def measure(name: str, workers: int, pairs: Pairs, warmup: Pairs) -> tuple[float, float]:
@@ -223,20 +224,16 @@ def reference_speedup(workers: int) -> float:
     return workers * single / parallel
 
 
-# pairs per measurement: (numeric answers, LaTeX answers), sized for about 1-10 s each
-SIZES = {
-    "string": (200_000, 10_000),
-    "numeric": (200_000, 10_000),
-    "sympy": (10_000, 3_000),
-    "math_verify": (2_000, 600),
-    "auto": (10_000, 3_000),
-}
+# pairs per measurement: (numeric answers, LaTeX answers), sized for about 1-10 s each; a grader
+# not named here is sized by whether its registry entry says it is symbolic
+SIZES = {"math_verify": (2_000, 600)}
+SYMBOLIC_SIZE, PLAIN_SIZE = (10_000, 3_000), (200_000, 10_000)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the pairs, one repeat")
-    parser.add_argument("--graders", default=",".join(SIZES))
+    parser.add_argument("--graders", default=",".join(GRADERS.names()))
     parser.add_argument("--repeats", type=int, default=3, help="report the best of N runs")
     args = parser.parse_args()
     scale, repeats = (10, 1) if args.quick else (1, args.repeats)
@@ -247,8 +244,9 @@ def main() -> None:
     print(f"reference: {cores} CPU-bound processes run x{reference_speedup(cores):.2f} faster")
     print(f"{'grader':12} {'answers':8} {'workers':>7} {'pairs':>8} {'pairs/s':>10} {'cores':>6}")
     for name in args.graders.split(","):
-        symbolic = name in ("sympy", "math_verify", "auto")
-        for kind, size in zip(("numeric", "latex"), SIZES[name], strict=True):
+        symbolic = GRADERS.get(name).symbolic
+        sizes = SIZES.get(name, SYMBOLIC_SIZE if symbolic else PLAIN_SIZE)
+        for kind, size in zip(("numeric", "latex"), sizes, strict=True):
             make = numeric_pairs if kind == "numeric" else latex_pairs
             pairs, warmup = make(size // scale, 1), make(50, 2)
             for workers in sorted({1, cores}) if symbolic else [1]:

@@ -32,6 +32,7 @@ def test_gemini_embedder_works_in_batch_mode(tmp_path: Path) -> None:
 
     capabilities, embedder = asyncio.run(tools())
     assert capabilities == Capabilities(tuning=True, embedding=True, batch=True)
+    assert capabilities == config.provider.capabilities  # what the registry declared up front
     assert isinstance(embedder, GeminiEmbedder)
 
 
@@ -45,3 +46,17 @@ def test_undeclared_capabilities_are_refused_by_name() -> None:
         asyncio.run(plain.score("m", (), "x"))
     with pytest.raises(MafineError, match="provider plain has no embedding client"):
         plain.embedding_client()
+
+
+def test_local_provider_declares_what_its_registry_entry_says(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from mafine.providers.local import LocalProvider
+
+    config = load_config(write_config(tmp_path, provider={"name": "local"}))
+    provider = LocalProvider(config.provider, config.seed)
+    try:
+        assert provider.capabilities == config.provider.capabilities
+        assert provider.capabilities == Capabilities(tuning=True, scoring=True)
+    finally:
+        asyncio.run(provider.aclose())

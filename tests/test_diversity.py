@@ -14,7 +14,7 @@ import pytest
 from mafine.analysis import diversity
 from mafine.artifacts import AgentTrace, Message, Transcript, Turn
 from mafine.errors import MafineError
-from mafine.grading.string import StringGrader
+from mafine.grading.plain import StringGrader
 
 
 def turn(round: int, agent: int, response: str, answer: str | None) -> Turn:

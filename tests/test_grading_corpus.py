@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mafine.grading import GRADERS, Grader, GradingConfig, extract_answer, get_grader
+from mafine.grading import Grader, GradingConfig, extract_answer, get_grader
+from mafine.grading.registry import GRADERS
 
 CORPUS = Path(__file__).parent / "data" / "grading" / "corpus.tsv"
 
@@ -26,9 +27,10 @@ def read_corpus() -> list[dict[str, str]]:
 
 
 ROWS = read_corpus()
+GRADER_NAMES = GRADERS.names()
 
 
-@pytest.fixture(scope="module", params=GRADERS)
+@pytest.fixture(scope="module", params=GRADER_NAMES)
 def grader(request: pytest.FixtureRequest) -> Iterator[Grader]:
     with get_grader(GradingConfig(grader=request.param, timeout_s=30)) as grader:
         yield grader
@@ -39,7 +41,7 @@ def test_corpus_is_large_and_well_formed() -> None:
     assert len({row["id"] for row in ROWS}) == len(ROWS)
     for row in ROWS:
         assert row["source"] in {"deepmind", "math", "gsm8k", "none"}
-        for column in ("truth", *GRADERS):
+        for column in ("truth", *GRADER_NAMES):
             assert row[column] in {"y", "n"}, (row["id"], column)
     sources = {row["source"] for row in ROWS}
     assert {"deepmind", "math", "gsm8k"} <= sources
@@ -48,7 +50,7 @@ def test_corpus_is_large_and_well_formed() -> None:
 def test_no_answer_is_never_correct() -> None:
     for row in ROWS:
         if extract_answer(row["response"]).answer is None:
-            assert all(row[column] == "n" for column in ("truth", *GRADERS)), row["id"]
+            assert all(row[column] == "n" for column in ("truth", *GRADER_NAMES)), row["id"]
 
 
 def test_each_grader_passes_its_own_column(grader: Grader) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from mafine.artifacts import AgentTrace, Message, Transcript, Turn
 from mafine.errors import MafineError
+from mafine.grade_file import grade_file, grade_transcripts
 from mafine.grading import GradingConfig, get_grader
-from mafine.grading.grade_file import grade_file, grade_transcripts
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -54,6 +54,7 @@ def test_response_rows(tmp_path: Path, grader: str, correct: list[bool]) -> None
         "answer": None,
         "rule": "none",
         "reason": "no answer",
+        "grader": grader,
     }
     assert all("response" not in row and row["reason"] for row in rows)
     assert summary.rows == 5 and summary.correct == sum(correct)
@@ -168,8 +169,8 @@ def test_empty_file(tmp_path: Path) -> None:
 def test_regrade_with_the_runs_seed_reproduces_the_debate_tie_break() -> None:
     import random
 
+    from mafine.grade_file import vote_rng
     from mafine.grading import majority_vote
-    from mafine.grading.grade_file import vote_rng
 
     grader = get_grader(GradingConfig(grader="numeric"))
     finals = ["1", "2", "3"]

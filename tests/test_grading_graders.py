@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import pytest
 from pydantic import ValidationError
 
 from mafine.errors import MafineError
-from mafine.grading import GRADERS, GradingConfig, Verdict, get_grader
-from mafine.grading.numeric import NumericGrader
-from mafine.grading.string import StringGrader
+from mafine.grading import Grader, GradingConfig, Pair, Verdict, get_grader
+from mafine.grading.plain import NumericGrader, StringGrader
+from mafine.grading.registry import GRADERS
+
+GRADER_NAMES = GRADERS.names()
 
 
 def test_default_config_is_the_seeds_string_grader() -> None:
@@ -34,7 +37,7 @@ def test_config_rejects_unknown_keys_and_values() -> None:
         GradingConfig(timeout_s=0)
 
 
-@pytest.mark.parametrize("name", GRADERS)
+@pytest.mark.parametrize("name", GRADER_NAMES)
 def test_every_grader_has_the_interface(name: str) -> None:
     with get_grader(GradingConfig(grader=name)) as grader:
         assert grader.name == name
@@ -50,7 +53,8 @@ def test_import_and_cheap_checks_load_no_sympy() -> None:
     code = (
         "import sys\n"
         "from mafine.grading import GradingConfig, get_grader\n"
-        "for name in ('string', 'numeric', 'sympy', 'math_verify', 'auto'):\n"
+        "from mafine.grading.registry import GRADERS\n"
+        "for name in GRADERS.names():\n"
         "    grader = get_grader(GradingConfig(grader=name))\n"
         "    grader.settings()\n"
         "    assert grader.equivalent('5', '5')\n"
@@ -115,7 +119,7 @@ def test_numeric_reasons_are_readable() -> None:
 
 
 def test_numeric_long_answer_is_refused_quickly() -> None:
-    verdict = NumericGrader(max_answer_chars=100).verdict("5", "5" * 101)
+    verdict = NumericGrader(GradingConfig(max_answer_chars=100)).verdict("5", "5" * 101)
     assert verdict == Verdict(False, "answer longer than 100 characters")
 
 
@@ -123,3 +127,64 @@ def test_unknown_grader_name_is_a_clear_error() -> None:
     config = GradingConfig.model_construct(grader="exact")
     with pytest.raises(MafineError, match="unknown grader 'exact'"):
         get_grader(config)
+
+
+# The three answers the PRM800K path cannot evaluate, and a wrong answer of each shape.
+UNJUDGED_BY_SYMPY = [
+    (r"\{1,2\}", r"\{2,1\}", True),
+    ("y=2x+3", "y=3+2x", True),
+    (r"\log_2 3", r"\log_{2}{3}", True),
+    (r"\{1,2\}", r"\{1,3\}", False),
+    ("y=2x+3", "y=2x+4", False),
+]
+
+
+@pytest.mark.parametrize("style", ["latex", "detect"])
+@pytest.mark.parametrize(("gold", "answer", "equal"), UNJUDGED_BY_SYMPY)
+def test_auto_asks_math_verify_what_sympy_cannot_judge(
+    gold: str, answer: str, equal: bool, style: str
+) -> None:
+    config = GradingConfig(grader="auto", answer_style=style, workers=0)
+    with get_grader(GradingConfig(grader="sympy", workers=0)) as sympy:
+        alone = sympy.verdict(gold, answer)
+        assert not alone.equal and not alone.judged and alone.reason.startswith("not checked")
+    with get_grader(config) as grader:
+        verdict = grader.verdict(gold, answer)
+    assert (verdict.equal, verdict.judged, verdict.grader) == (equal, True, "math_verify")
+
+
+def test_auto_names_the_grader_that_decided() -> None:
+    with get_grader(GradingConfig(grader="auto", workers=0)) as grader:
+        verdicts = grader.equivalent_many(
+            [("-2.4", "-12/5"), ("x^2+2x+1", "(x+1)^2"), ("2/3", "0.666667"), ("5", None)]
+        )
+        assert grader.settings()["unjudged_to"]["name"] == "math_verify"
+    assert [(v.equal, v.grader) for v in verdicts] == [
+        (True, "numeric"),
+        (True, "sympy"),
+        (False, "numeric"),  # exact rationals: math-verify's 6-digit rounding never gets a say
+        (False, None),
+    ]
+
+
+def test_auto_on_math_verify_asks_sympy_what_math_verify_cannot_judge() -> None:
+    class Unparsed(Grader):
+        name = "math_verify"
+
+        def equivalent_many(self, pairs: Sequence[Pair]) -> list[Verdict]:
+            return [Verdict(False, "math_verify: answer not parsed", judged=False) for _ in pairs]
+
+    config = GradingConfig(grader="auto", answer_style="latex", auto_symbolic="math_verify")
+    with get_grader(config.model_copy(update={"workers": 0})) as grader:
+        grader.symbolic = Unparsed()
+        assert grader.second is not None and grader.second.name == "sympy"
+        verdict = grader.verdict("x^2+2x+1", "(x+1)^2")
+    assert (verdict.equal, verdict.grader) == (True, "sympy")
+
+
+def test_sympy_that_cannot_parse_has_not_judged() -> None:
+    with get_grader(GradingConfig(grader="sympy", workers=0)) as grader:
+        unparsed = grader.verdict("x+1", "x+)")
+        different = grader.verdict("x+1", "x+2")
+    assert (unparsed.equal, unparsed.judged) == (False, False)
+    assert (different.equal, different.judged) == (False, True)

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from mafine.grading import GRADERS, Grader, GradingConfig, get_grader
+from mafine.grading import Grader, GradingConfig, get_grader
 from mafine.grading.pool import WorkerPool
+from mafine.grading.registry import GRADERS
 
 LIMIT_S = 1.0
 # Generous: a pair may take LIMIT_S, and a worker killed for it restarts (imports sympy) after.
@@ -37,7 +38,7 @@ GOLDS = [r"\frac{3}{7}", "x"]  # not integers, so the strict integer rule cannot
 
 
 # auto sends these answers to its sympy grader: one test of it below is enough.
-@pytest.fixture(scope="module", params=[name for name in GRADERS if name != "auto"])
+@pytest.fixture(scope="module", params=[name for name in GRADERS.names() if name != "auto"])
 def grader(request: pytest.FixtureRequest) -> Iterator[Grader]:
     with _grader(request.param) as grader:
         yield grader

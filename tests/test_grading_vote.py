@@ -79,9 +79,11 @@ def test_many_problems_are_judged_in_one_batch(sympy_grader: Grader) -> None:
 
 
 def test_batched_grouping_equals_one_by_one(sympy_grader: Grader) -> None:
-    class OneByOne:
-        def equivalent(self, gold: str, answer: str | None) -> bool:
-            return sympy_grader.equivalent(gold, answer)
+    class OneByOne(Grader):
+        name = "one_by_one"
+
+        def equivalent_many(self, pairs: Sequence[Pair]) -> list[Verdict]:
+            return [sympy_grader.verdict(gold, answer) for gold, answer in pairs]
 
     rng = random.Random(7)
     pool = ["1", "1.0", "2", r"\frac{2}{2}", "x", None, "0.5", r"\frac12", "2/4"]

@@ -17,7 +17,7 @@ import pytest
 
 from mafine.artifacts import Problem
 from mafine.config import HubSource, load_config
-from mafine.data.hub import gsm8k_answer, iter_hub, parse_level, seeded_order
+from mafine.data.hub import gsm8k_answer, parse_level, seeded_order, source_records
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows
 from mafine.stages.prepare import source_name
@@ -43,7 +43,7 @@ def source(**fields: Any) -> HubSource:
 
 
 def records(src: HubSource, seed: int = 0) -> list[tuple[str | None, str, str]]:
-    return list(iter_hub(src, seed))
+    return list(source_records(src, seed))
 
 
 def one_line(exc: pytest.ExceptionInfo[MafineError]) -> str:
@@ -380,10 +380,10 @@ def test_offline_mode_really_gives_that_error(tmp_path):
     """`datasets` itself in offline mode with an empty cache (it sends no request)."""
     script = (
         "from mafine.config import HubSource\n"
-        "from mafine.data.hub import iter_hub\n"
+        "from mafine.data.hub import source_records\n"
         "from mafine.errors import MafineError\n"
         "try:\n"
-        "    iter_hub(HubSource(dataset='gsm8k'), 0)\n"
+        "    source_records(HubSource(dataset='gsm8k'), 0)\n"
         "except MafineError as exc:\n"
         "    print(exc)\n"
     )

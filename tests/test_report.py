@@ -11,9 +11,10 @@ import pytest
 import yaml
 from rich.console import Console
 
-from mafine.analysis import compare, plots, report
+from mafine.analysis import compare, metrics, plots, report
+from mafine.config import PACE_KEYS
 from mafine.errors import MafineError
-from mafine.stages.evaluate import LABELS
+from mafine.methods import METHODS
 
 T, F = True, False
 IDS = [f"eval-{i:05d}" for i in range(10)]
@@ -73,7 +74,7 @@ def document(outcomes: dict[tuple[str, int], list[bool]] = OUTCOMES, **header_ch
     methods = [
         {
             "key": key,
-            "label": LABELS[key],
+            "label": METHODS.get(key).label,
             "iteration": iteration,
             "uses_labels": key == "star",
             "correct": correct,
@@ -106,39 +107,39 @@ def write_run(root: Path, doc: dict[str, Any], config: dict[str, Any] | None = N
 
 # The document -----------------------------------------------------------------------------
 def test_document_validates_outcomes_and_ids():
-    doc = report.MetricsDocument.model_validate(document())
+    doc = metrics.MetricsDocument.model_validate(document())
     assert doc.method("multiagent_ft@2").correct == OUTCOMES[("multiagent_ft", 2)]
     assert doc.diversity["debate@0"].likelihood.kl == 1.0
     bad = document()
     bad["methods"][0]["problem_ids"] = IDS[:3]
     with pytest.raises(ValueError, match="10 outcomes but 3 problem ids"):
-        report.MetricsDocument.model_validate(bad)
+        metrics.MetricsDocument.model_validate(bad)
     twice = document()
     twice["methods"].append(dict(twice["methods"][0]))
     with pytest.raises(ValueError, match="methods repeated: base@0"):
-        report.MetricsDocument.model_validate(twice)
+        metrics.MetricsDocument.model_validate(twice)
 
 
 def test_load_metrics_errors_name_the_file(tmp_path):
     path = tmp_path / "metrics.json"
     with pytest.raises(MafineError, match="no metrics document"):
-        report.load_metrics(tmp_path)
+        metrics.load_metrics(tmp_path)
     path.write_text("{not json")
     with pytest.raises(MafineError, match="not valid JSON"):
-        report.load_metrics(path)
+        metrics.load_metrics(path)
     path.write_text(json.dumps({"provider": "fake", "baselines": {}, "iterations": {}}))
     with pytest.raises(MafineError, match="older metrics file"):
-        report.load_metrics(path)
+        metrics.load_metrics(path)
     doc = document()
     del doc["header"]["base_model"]
     path.write_text(json.dumps(doc))
     with pytest.raises(MafineError, match=r"header.base_model: Field required"):
-        report.load_metrics(path)
+        metrics.load_metrics(path)
 
 
 # report.md --------------------------------------------------------------------------------
 def test_report_names_provider_models_grader_and_data_at_the_top(tmp_path):
-    text = report.render_report(report.MetricsDocument.model_validate(document()))
+    text = report.render_report(metrics.MetricsDocument.model_validate(document()))
     top = text.split("## Accuracy")[0]
     assert "provider: **fake**, base model `gemini-3.1-flash-lite`" in top
     assert "grader: **string** (normalization=whitespace)" in top
@@ -146,7 +147,7 @@ def test_report_names_provider_models_grader_and_data_at_the_top(tmp_path):
     assert "eval data: deepmind/arithmetic__add_or_sub, 10 problems" in top
     assert "not research results" in top
     real = report.render_report(
-        report.MetricsDocument.model_validate(
+        metrics.MetricsDocument.model_validate(
             document(provider="gemini", eval_data="gsm8k (openai/gsm8k, test)")
         )
     )
@@ -155,7 +156,7 @@ def test_report_names_provider_models_grader_and_data_at_the_top(tmp_path):
 
 
 def test_report_table_values_by_hand():
-    text = report.render_report(report.MetricsDocument.model_validate(document()))
+    text = report.render_report(metrics.MetricsDocument.model_validate(document()))
     lines = text.splitlines()
     row = next(line for line in lines if line.startswith("| Multiagent FT | 1 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -180,7 +181,7 @@ def test_report_table_values_by_hand():
 
 
 def test_terminal_table_has_the_same_numbers():
-    table = report.results_table(report.MetricsDocument.model_validate(document()))
+    table = report.results_table(metrics.MetricsDocument.model_validate(document()))
     console = Console(file=io.StringIO(), width=100, record=True)
     console.print(table)
     text = console.export_text()
@@ -209,7 +210,7 @@ def test_write_report_draws_labelled_plots(tmp_path, monkeypatch):
         return save(plt, figure, path)
 
     monkeypatch.setattr(plots, "_save", keep)
-    path = report.write_report(report.MetricsDocument.model_validate(document()), tmp_path)
+    path = report.write_report(metrics.MetricsDocument.model_validate(document()), tmp_path)
     text = path.read_text()
     assert "![accuracy](plots/accuracy.png)" in text
     assert "![diversity](plots/diversity.png)" in text
@@ -238,14 +239,14 @@ def test_report_without_matplotlib_has_no_plots(tmp_path, monkeypatch):
     path = report.write_report(doc, tmp_path)
     assert "## Plots" not in path.read_text() and not (tmp_path / "plots").exists()
     with pytest.raises(MafineError, match=r"mafine\[report\]"):
-        plots.accuracy_plot(report.MetricsDocument.model_validate(doc), tmp_path / "a.png")
+        plots.accuracy_plot(metrics.MetricsDocument.model_validate(doc), tmp_path / "a.png")
 
 
 @needs_matplotlib
 def test_no_diversity_means_no_diversity_plot(tmp_path):
     doc = document()
     doc["diversity"] = {}
-    written = plots.render_plots(report.MetricsDocument.model_validate(doc), tmp_path)
+    written = plots.render_plots(metrics.MetricsDocument.model_validate(doc), tmp_path)
     assert [p.name for p in written] == ["accuracy.png"]
 
 
@@ -305,7 +306,9 @@ def test_report_command_groups_by_differing_keys_and_aggregates_seeds(cli, tmp_p
 def test_single_seed_groups_show_bootstrap_intervals(tmp_path):
     a = write_run(tmp_path / "a", document(), {"seed": 0, "debate": {"summarize": True}})
     b = write_run(tmp_path / "b", document(), {"seed": 0, "debate": {"summarize": False}})
-    path, comparison = compare.write_comparison([a, b], tmp_path / "out" / "cmp.md")
+    path, comparison = compare.write_comparison(
+        [a, b], tmp_path / "out" / "cmp.md", pace_keys=PACE_KEYS
+    )
     assert comparison.keys == ["debate.summarize"]
     assert [g.name for g in comparison.groups] == [
         "debate.summarize=true",
@@ -330,11 +333,11 @@ def test_report_command_errors_are_one_line(cli, tmp_path):
 def test_consensus_only_diversity_renders_only_its_column(tmp_path):
     doc = document()
     doc["diversity"] = {"debate@0": {"consensus": 0.75}, "multiagent_ft@1": {"consensus": 0.5}}
-    text = report.render_report(report.MetricsDocument.model_validate(doc))
+    text = report.render_report(metrics.MetricsDocument.model_validate(doc))
     section = text.split("## Diversity")[1]
     assert "| method | round | problems | consensus |" in section
     assert "| Multiagent FT, iteration 1 | — | — | 0.500 |" in section
     assert "embedding" not in section.split("\n\n")[2] and "KL" not in section
     if plots.available():
-        written = plots.render_plots(report.MetricsDocument.model_validate(doc), tmp_path)
+        written = plots.render_plots(metrics.MetricsDocument.model_validate(doc), tmp_path)
         assert [p.name for p in written] == ["accuracy.png", "diversity.png"]

@@ -66,6 +66,9 @@ def test_mcnemar_exact_by_hand():
     assert stats.mcnemar_exact(0, 0) == 1.0
     with pytest.raises(MafineError):
         stats.mcnemar_exact(-1, 2)
+    # b=20, c=40: 2 * P(X <= 20), X ~ Bin(60, 1/2), in exact integer arithmetic
+    exact = 2 * sum(math.comb(60, i) for i in range(21)) / 2**60
+    assert stats.mcnemar_exact(20, 40) == pytest.approx(exact, rel=1e-12)
 
 
 def test_paired_test_counts_discordant_pairs():
@@ -127,7 +130,7 @@ def test_seed_aggregate_by_hand():
     agg = stats.aggregate_seeds([0.6, 0.7, 0.8])
     assert agg.n == 3 and agg.mean == pytest.approx(0.7)
     assert agg.std == pytest.approx(0.1)  # sample sd: sqrt((0.01 + 0 + 0.01) / 2)
-    half = 4.3027 * 0.1 / math.sqrt(3)  # t(0.975, 2) = 4.3027
+    half = 4.302653 * 0.1 / math.sqrt(3)  # t(0.975, 2) = 0.95 / sqrt(2 * 0.975 * 0.025)
     assert (agg.ci_low, agg.ci_high) == pytest.approx((0.7 - half, 0.7 + half))
     assert (agg.minimum, agg.maximum) == (0.6, 0.8)
     one = stats.aggregate_seeds([0.5])
@@ -137,10 +140,14 @@ def test_seed_aggregate_by_hand():
 
 
 def test_t_quantiles():
-    assert stats.t_quantile_975(1) == 12.7062
-    assert stats.t_quantile_975(30) == 2.0423
+    # closed forms: df = 1 is the Cauchy, tan(pi (p - 1/2)); df = 2 is (2p - 1) / sqrt(2p (1 - p))
+    assert stats.t_quantile_975(1) == pytest.approx(math.tan(math.pi * 0.475), rel=1e-12)
+    assert stats.t_quantile_975(2) == pytest.approx(0.95 / math.sqrt(2 * 0.975 * 0.025), rel=1e-12)
+    assert stats.t_quantile_975(30) == pytest.approx(2.0423, abs=1e-4)  # printed tables
     assert stats.t_quantile_975(60) == pytest.approx(2.0003, abs=1e-4)
     assert stats.t_quantile_975(10**6) == pytest.approx(1.95996, abs=1e-4)
+    with pytest.raises(MafineError):
+        stats.t_quantile_975(0)
 
 
 def test_aggregate_runs_by_name():

@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from mafine.analysis import sweep
+from mafine import sweep
 from mafine.errors import MafineError
 from tests.conftest import write_config
 

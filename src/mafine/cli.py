@@ -7,18 +7,19 @@ Heavy packages (google-genai, datasets, torch) are imported inside the commands,
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from mafine.grading.registry import GRADERS
 
 if TYPE_CHECKING:
     from mafine.config import Config
     from mafine.grading.settings import GradingConfig
-    from mafine.pipeline import Session
     from mafine.rundir import RunDir
+    from mafine.stages.session import Session
 
 app = typer.Typer(
     name="mafine",
@@ -33,7 +34,7 @@ ConfigArg = Annotated[
     Path, typer.Argument(help="The experiment's YAML config.", show_default=False)
 ]
 SetOption = Annotated[
-    Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+    list[str] | None,
     typer.Option("--set", help="Override a config value: key.path=value (repeatable)."),
 ]
 IterationOption = Annotated[int, typer.Option("--iteration", "-i", help="Iteration (1-based).")]
@@ -80,7 +81,7 @@ def _with_session(
     overrides: list[str] | None,
     work: Callable[[Session], Coroutine[Any, Any, Any]],
 ) -> Any:
-    from mafine.pipeline import open_session
+    from mafine.stages.session import open_session
 
     def in_run(run: RunDir) -> Any:
         async def main() -> Any:
@@ -108,11 +109,11 @@ def debate(
     split: Annotated[str, typer.Option(help="train or eval.")] = "train",
 ) -> None:
     """Debate a split: train with the previous iteration's models, eval with this one's."""
-    from mafine.pipeline import debate_stage
+    from mafine.stages.debate import debate_split
 
     if split not in ("train", "eval"):
         _fail(f"--split must be train or eval, not {split!r}", 2)
-    _with_session(config, set_, lambda session: debate_stage(session, iteration, split))
+    _with_session(config, set_, lambda session: debate_split(session, iteration, split))
 
 
 @app.command("build-sft")
@@ -127,9 +128,11 @@ def build_sft(config: ConfigArg, set_: SetOption = None, iteration: IterationOpt
 @app.command()
 def finetune(config: ConfigArg, set_: SetOption = None, iteration: IterationOption = 1) -> None:
     """Tune every agent model with data (one job each); reruns poll, never resubmit."""
-    from mafine.pipeline import finetune_stage
+    from mafine.stages.finetune import finetune as run_finetune
 
-    _with_session(config, set_, lambda session: finetune_stage(session, iteration))
+    _with_session(
+        config, set_, lambda session: run_finetune(session.run, session.provider, iteration)
+    )
 
 
 @app.command()
@@ -148,8 +151,8 @@ def evaluate(
         ),
     ] = False,
     grader: Annotated[
-        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
-        typer.Option(help="Grader for --regrade: string, numeric, sympy, math_verify, auto."),
+        str | None,
+        typer.Option(help=f"Grader for --regrade: {', '.join(GRADERS.names())}."),
     ] = None,
 ) -> None:
     """Debate the eval split with the iteration's models and compare with the baselines."""
@@ -163,8 +166,8 @@ def evaluate(
 
     def regrade_run(run: RunDir) -> None:
         from mafine.grading import get_grader
-        from mafine.pipeline import variant_runs
         from mafine.stages.evaluate import regrade as regrade_results
+        from mafine.stages.session import variant_runs
 
         grading = _grading(run.config.grading, grader)
         with get_grader(grading) as chosen, variant_runs(run) as variants:
@@ -183,17 +186,17 @@ def grade(
         ),
     ],
     grader: Annotated[
-        str, typer.Option(help="string, numeric, sympy, math_verify or auto.")
+        str, typer.Option(help=f"A registered grader: {', '.join(GRADERS.names())}.")
     ] = "string",
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option("--output", "-o", help="Write one graded row per input row, in order."),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed of the tie-breaks when re-voting transcripts (the run's).")
     ] = 0,
     fallback: Annotated[
-        Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+        list[str] | None,
         typer.Option(
             help="Rule tried when a response has no boxed answer: final_answer or last_number."
         ),
@@ -202,7 +205,7 @@ def grade(
     """Grade responses with any grader and print the accuracy; sends no request."""
 
     def body() -> None:
-        from mafine.grading.grade_file import grade_file
+        from mafine.grade_file import grade_file
         from mafine.grading.settings import GradingConfig
         from mafine.ui import console
 
@@ -218,9 +221,9 @@ def _grading(
     """The grading config with a grader (and fallbacks) chosen on the command line."""
     from pydantic import ValidationError
 
-    from mafine.config import describe_validation_error
     from mafine.errors import MafineError
     from mafine.grading.settings import GradingConfig
+    from mafine.schema import describe_validation_error
 
     raw = base.model_dump()
     if grader is not None:
@@ -248,7 +251,7 @@ def report(
         typer.Argument(help="Run directories (or their metrics.json).", show_default=False),
     ],
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option(
             "--output",
             "-o",
@@ -261,14 +264,16 @@ def report(
 
     def body() -> None:
         from mafine.analysis.compare import comparison_table, write_comparison
-        from mafine.analysis.report import load_metrics, results_table
+        from mafine.analysis.metrics import load_metrics
+        from mafine.analysis.report import results_table
+        from mafine.config import PACE_KEYS
         from mafine.ui import console
 
         if len(runs) == 1:
             console.print(results_table(load_metrics(runs[0])))
             if output is None:
                 return
-        path, comparison = write_comparison(runs, output)
+        path, comparison = write_comparison(runs, output, pace_keys=PACE_KEYS)
         if len(runs) > 1:
             console.print(comparison_table(comparison))
         console.print(f"comparison: {path}", markup=False)
@@ -280,16 +285,16 @@ def report(
 def sweep(
     config: ConfigArg,
     grid: Annotated[
-        Optional[list[str]],  # noqa: UP045 - typer reads this annotation at runtime
+        list[str] | None,
         typer.Option("--grid", help="A swept key and its values: key.path=v1,v2 (repeatable)."),
     ] = None,
     seeds: Annotated[
-        Optional[str],  # noqa: UP045 - typer reads this annotation at runtime
+        str | None,
         typer.Option("--seeds", help="Seeds to run every point with, e.g. 0,1,2."),
     ] = None,
     set_: SetOption = None,
     output: Annotated[
-        Optional[Path],  # noqa: UP045 - typer reads this annotation at runtime
+        Path | None,
         typer.Option(
             "--output", "-o", help="Comparison markdown [default: RUN_DIR/sweep/comparison.md]."
         ),
@@ -301,7 +306,7 @@ def sweep(
     """Run a grid of configs into RUN_DIR/sweep/<key=value,...>, skipping finished points."""
 
     def body() -> None:
-        from mafine.analysis.sweep import sweep as run_sweep
+        from mafine.sweep import sweep as run_sweep
 
         if not grid and seeds is None:
             _fail("give at least one --grid key=v1,v2 or --seeds", 2)
@@ -370,7 +375,7 @@ def fake_gemini(
         bool, typer.Option(help="Answer every generation with a per-day quota 429.")
     ] = False,
     requests_per_minute: Annotated[
-        Optional[int],  # noqa: UP045 - typer reads this annotation at runtime
+        int | None,
         typer.Option(help="Answer 429 past this many generations in 60 s."),
     ] = None,
 ) -> None:
@@ -379,9 +384,10 @@ def fake_gemini(
     def body() -> None:
         from pydantic import ValidationError
 
-        from mafine.config import FakeSettings, describe_validation_error
         from mafine.errors import MafineError
         from mafine.providers.fake_gemini import FakeGemini
+        from mafine.providers.settings import FakeSettings
+        from mafine.schema import describe_validation_error
         from mafine.ui import console
 
         try:
@@ -403,11 +409,3 @@ def fake_gemini(
         fake.serve_forever()
 
     _guarded(body)
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from mafine.config import Config
+from mafine.config import Config, variant_config
 from mafine.pricing import BATCH_DISCOUNT, PRICES_AS_OF, price_of, priced_model
 from mafine.prompts import render
 
@@ -118,14 +118,12 @@ def estimate(config: Config, assumptions: Assumptions | None = None) -> Estimate
         assumptions=assumptions,
     )
     data = config.data
-    if getattr(getattr(config, "evaluation", None), "baselines", True):
+    if config.evaluation.baselines:
         baseline = Line("baseline (eval, once)")
         baseline.add(*_times(_per_problem(config, question_tokens, assumptions), data.eval_size))
         result.lines.append(baseline)
     _add_method(result, config, "iteration", question_tokens, assumptions, shared_train=False)
-    for name in getattr(getattr(config, "evaluation", None), "compare", []) or []:
-        from mafine.pipeline import variant_config
-
+    for name in config.evaluation.compare:
         variant = variant_config(config, name)
         # the first train debate is the main run's when the debate is the same (journal)
         shared = (variant.debate, variant.agents, variant.prompts) == (
@@ -155,7 +153,7 @@ def _add_method(
         result.lines.append(line)
     critic_example = per_problem[3]
     generator_example = question_tokens + _question_overhead(config) + assumptions.response_tokens
-    critics = config.agents.critics if getattr(config.finetune, "tune_critics", True) else 0
+    critics = config.agents.critics if config.finetune.tune_critics else 0
     per_iteration = data.train_size * (
         config.agents.count * generator_example + critics * critic_example
     )
@@ -219,7 +217,7 @@ def question_size(config: Config) -> tuple[float, str]:
         try:
             from mafine.stages import prepare
 
-            records = prepare._candidates(config.data.source, config.seed)
+            records = prepare.source_records(config.data.source, config.seed)
             questions = [record[1] for record in itertools.islice(records, SAMPLE)]
             name = prepare.source_name(config.data.source)
             source = f"{len(questions)} problems drawn from {name}"

@@ -1,199 +1,61 @@
-"""The stages wired together: what each command runs, skipping what is already finished."""
+"""The recipe: which stages each command runs, in which order. Finished stages skip
+themselves (`stages.stage`), so every command can be rerun and resumes where it stopped."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from mafine.config import Config, config_dict
-from mafine.errors import MafineError
-from mafine.grading import Grader, get_grader
-from mafine.journal import Generator, Journal
-from mafine.providers import open_provider
-from mafine.providers.base import Provider, Sampling
-from mafine.rundir import RunDir
-from mafine.stages import build_sft, debate, evaluate, finetune, prepare
-from mafine.stages.roster import load_records, roster
+from mafine.stages import build_sft, evaluate, finetune, prepare
+from mafine.stages.debate import debate_split
+from mafine.stages.roster import load_records
+from mafine.stages.session import Session, variant_sessions
 from mafine.ui import console
-
-
-@dataclass
-class Session:
-    """An open run directory with its provider, journal and grader."""
-
-    run: RunDir
-    provider: Provider
-    journal: Journal
-    grader: Grader
-
-
-@asynccontextmanager
-async def open_session(run: RunDir) -> AsyncIterator[Session]:
-    config = run.config
-    journal = Journal(run.journal)
-    try:
-        async with open_provider(config.provider, config.seed, run.root) as provider:
-            with get_grader(config.grading) as grader:
-                yield Session(run, provider, journal, grader)
-    finally:
-        journal.close()
-
-
-def debate_done(run: RunDir, iteration: int, split: str) -> bool:
-    return (
-        run.stage_status(_debate_stage(iteration, split)) == "done"
-        and run.transcripts(iteration, split).exists()
-    )
-
-
-async def debate_stage(session: Session, iteration: int, split: str) -> None:
-    """Debate a split. Train debates of iteration k use the models of k-1 (the base models for
-    k=1); eval debates of iteration k use its tuned models, and iteration 0 the base models."""
-    run = session.run
-    name = _debate_stage(iteration, split)
-    if debate_done(run, iteration, split):
-        console.print(f"{name}: already debated, skipped")
-        return
-    if split == "train" and iteration < 1:
-        raise MafineError("train debates belong to iterations 1 and later")
-    models_from = iteration - 1 if split == "train" else iteration
-    agents = roster(load_records(run, models_from), run.config)
-    problems = prepare.load_problems(run, split)
-    with run.stage(name) as counters:
-        generator = Generator(
-            session.provider, session.journal, sampling(run.config), run.config.seed, counters
-        )
-        await debate.run_debates(
-            run,
-            name,
-            problems,
-            agents,
-            generator,
-            session.grader,
-            run.transcripts(iteration, split),
-        )
-    _report_usage(name, counters)
 
 
 async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
     """The eval debates of the base models (once per run) and of iteration K's models, for
-    the main method and every compared variant that has them; then the results."""
+    the main method and every compared method that has them; then the results."""
     run = session.run
     load_records(run, iteration)  # fail before paying for baselines
     if run.config.evaluation.baselines:
-        await debate_stage(session, 0, "eval")
+        await debate_split(session, 0, "eval")
     if iteration > 0:
-        await debate_stage(session, iteration, "eval")
+        await debate_split(session, iteration, "eval")
     async with variant_sessions(session) as variants:
         for variant in variants.values():
             if iteration > 0 and variant.run.models(iteration).exists():
-                await debate_stage(variant, iteration, "eval")
+                await debate_split(variant, iteration, "eval")
         runs = {name: variant.run for name, variant in variants.items()}
         return await evaluate.write_results(
             run, session.grader, iteration, runs, provider=session.provider
         )
 
 
-async def finetune_stage(session: Session, iteration: int) -> None:
+async def iterate(session: Session, iteration: int) -> None:
+    """One iteration of the method: debate the train split, build data, tune."""
+    await debate_split(session, iteration, "train")
+    build_sft.build_sft(session.run, session.grader, iteration)
     await finetune.finetune(session.run, session.provider, iteration)
 
 
-async def iterate(session: Session, iteration: int) -> None:
-    """One iteration of the method: debate the train split, build data, tune."""
-    await debate_stage(session, iteration, "train")
-    build_sft.build_sft(session.run, session.grader, iteration)
-    await finetune_stage(session, iteration)
-
-
 async def run_all(session: Session) -> dict[str, Any]:
-    """Every stage of every iteration, for the method and each compared variant; finished
-    stages are skipped. Variants share the provider and the journal, so a debate they have in
-    common with the main run (the first train debate, say) costs nothing twice."""
+    """Every stage of every iteration, for the method and each compared method; finished
+    stages are skipped. Compared methods share the provider and the journal, so a debate they
+    have in common with the main run (the first train debate, say) costs nothing twice."""
     run = session.run
+    finetune.require_tuning(run.config)
     prepare.prepare(run)
     iterations = run.config.iterations
     for iteration in range(1, iterations + 1):
         console.rule(f"iteration {iteration}")
         await iterate(session, iteration)
-        await debate_stage(session, iteration, "eval")
+        await debate_split(session, iteration, "eval")
     async with variant_sessions(session) as variants:
         for name, variant in variants.items():
             prepare.prepare(variant.run)
             for iteration in range(1, iterations + 1):
                 console.rule(f"{name}: iteration {iteration}")
                 await iterate(variant, iteration)
-                await debate_stage(variant, iteration, "eval")
+                await debate_split(variant, iteration, "eval")
     console.rule("evaluation")
     return await evaluate_stage(session, iterations)
-
-
-VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "single_agent_ft": {"sft": {"selection": "single_agent"}},
-    "no_summary": {"debate": {"summarize": False}},
-    "no_critic": {"finetune": {"tune_critics": False}},
-    "star": {"sft": {"selection": "star"}},
-}
-
-
-def variant_config(config: Config, name: str) -> Config:
-    """The run's config with one variant's changes, in `<run_dir>/variants/<name>`."""
-    raw = config_dict(config)
-    for section, values in VARIANTS[name].items():
-        raw[section].update(values)
-    assert config.run_dir is not None
-    raw["run_dir"] = str(config.run_dir / "variants" / name)
-    raw["evaluation"] = {"compare": [], "baselines": False}
-    return Config.model_validate(raw)
-
-
-@contextmanager
-def variant_runs(run: RunDir) -> Iterator[dict[str, RunDir]]:
-    """The compared variants' run directories, opened (and locked) beside the run."""
-    with ExitStack() as stack:
-        yield {
-            name: stack.enter_context(RunDir.open(variant_config(run.config, name)))
-            for name in run.config.evaluation.compare
-        }
-
-
-@asynccontextmanager
-async def variant_sessions(session: Session) -> AsyncIterator[dict[str, Session]]:
-    """Sessions for the compared variants: their own run directories, the shared provider,
-    journal and grader."""
-    with variant_runs(session.run) as runs:
-        yield {
-            name: Session(run, session.provider, session.journal, session.grader)
-            for name, run in runs.items()
-        }
-
-
-def sampling(config: Config) -> Sampling:
-    return Sampling(
-        temperature=config.sampling.temperature,
-        top_p=config.sampling.top_p,
-        max_output_tokens=config.sampling.max_output_tokens,
-    )
-
-
-def _debate_stage(iteration: int, split: str) -> str:
-    return f"{'baseline' if iteration == 0 else f'iter-{iteration}'}/{split}-debate"
-
-
-def _report_usage(name: str, counters: Any) -> None:
-    from mafine.pricing import format_cost
-
-    cost = counters.cost or {}
-    priced = ""
-    if cost.get("priced_as"):
-        batch = ", batch price" if cost.get("batch_pricing") else ""
-        priced = (
-            f", {format_cost(cost.get('cost_usd'))} "
-            f"(priced as {cost['priced_as']}{batch}, prices of {cost['prices_as_of']})"
-        )
-    console.print(
-        f"{name}: {counters.requests} requests sent, {counters.cached} answered from the "
-        f"journal, {counters.usage.total_tokens} tokens{priced}",
-        markup=False,
-    )

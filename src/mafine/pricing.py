@@ -69,8 +69,9 @@ def cost(usage: Usage, model: str, batch: bool = False) -> float | None:
 
 def priced_model(config: Any) -> str | None:
     """The model whose price applies to a run's requests: tuned models cost what their base
-    model costs. None for providers that are not billed per token (local)."""
-    if config.provider.name == "local":
+    model costs. None for providers that are not billed per token (their registry entry says
+    so: local, and any provider registered without `priced=True`)."""
+    if not config.provider.entry.priced:
         return None
     return str(config.provider.model)
 
@@ -78,7 +79,7 @@ def priced_model(config: Any) -> str | None:
 def stage_cost(config: Any, usage: Usage) -> dict[str, Any]:
     """What a stage's usage cost, as recorded in the manifest."""
     model = priced_model(config)
-    batch = bool(config.provider.gemini.batch) and config.provider.name != "local"
+    batch = model is not None and config.provider.capabilities.batch
     return {
         "cost_usd": None if model is None else _round(cost(usage, model, batch)),
         "priced_as": model,

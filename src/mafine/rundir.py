@@ -27,6 +27,11 @@ MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 
 
+def iteration_label(iteration: int) -> str:
+    """An iteration's directory and stage-name prefix: `baseline` (0) or `iter-K`."""
+    return "baseline" if iteration == 0 else f"iter-{iteration}"
+
+
 @dataclass
 class StageCounters:
     """What one stage sent: new requests (journal hits are free) and their tokens."""
@@ -54,7 +59,7 @@ class RunDir:
         return self.root / "journal.jsonl"
 
     def iteration_dir(self, iteration: int) -> Path:
-        return self.root / ("baseline" if iteration == 0 else f"iter-{iteration}")
+        return self.root / iteration_label(iteration)
 
     def transcripts(self, iteration: int, split: str) -> Path:
         return self.iteration_dir(iteration) / f"{split}-debate.jsonl"
@@ -76,10 +81,6 @@ class RunDir:
 
     def metrics(self, iteration: int) -> Path:
         return self.iteration_dir(iteration) / "metrics.json"
-
-    @property
-    def run_metrics(self) -> Path:
-        return self.root / "metrics.json"
 
     @property
     def report(self) -> Path:

@@ -3,14 +3,15 @@
 Runs are grouped by the config keys whose values differ between them (a sweep's grid), `seed`
 aside: runs that differ only in `seed` form one group, and each of its numbers is the mean over
 those seeds with the sample standard deviation and a 95% Student-t interval (see `stats`).
-Keys that only pace a run (`run_dir`, concurrency, timeouts, polling) never form groups.
+Keys that only pace a run (`run_dir`, concurrency, timeouts, polling: the caller's `pace_keys`)
+never form groups.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,23 +20,12 @@ import yaml
 from rich.table import Table
 
 from mafine.analysis import stats
-from mafine.analysis.report import (
-    FAKE_WARNING,
-    METRICS_FILE,
-    MetricsDocument,
-    display_name,
-    load_metrics,
-    p_value,
-    pct,
-    signed,
-)
+from mafine.analysis.metrics import METRICS_FILE, MetricsDocument, load_metrics
+from mafine.analysis.report import FAKE_WARNING, display_name, p_value, pct, signed
 from mafine.atomic import write_text_atomic
-from mafine.config import MUTABLE_KEYS
 from mafine.errors import MafineError
 
 COMPARISON_FILE = "comparison.md"
-# Pace-only keys: they never change results, so they never tell runs apart.
-IGNORED_KEYS = frozenset(key for key in MUTABLE_KEYS if key != "iterations")
 SEED_KEY = "seed"
 REFERENCE = "base"
 
@@ -122,9 +112,9 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def differing_keys(runs: Sequence[Run]) -> list[str]:
-    """Config keys whose values are not the same in every run (pace-only keys aside)."""
-    keys = sorted({key for run in runs for key in run.config} - IGNORED_KEYS)
+def differing_keys(runs: Sequence[Run], pace_keys: Collection[str]) -> list[str]:
+    """Config keys whose values are not the same in every run (`pace_keys` aside)."""
+    keys = sorted({key for run in runs for key in run.config} - set(pace_keys))
     missing = object()
     return [
         key
@@ -133,9 +123,9 @@ def differing_keys(runs: Sequence[Run]) -> list[str]:
     ]
 
 
-def group_runs(runs: Sequence[Run]) -> tuple[list[str], list[Group]]:
+def group_runs(runs: Sequence[Run], pace_keys: Collection[str]) -> tuple[list[str], list[Group]]:
     """The differing keys, and the runs grouped by their values of those keys but `seed`."""
-    keys = differing_keys(runs)
+    keys = differing_keys(runs, pace_keys)
     setting_keys = [key for key in keys if key != SEED_KEY]
     groups: dict[str, Group] = {}
     for run in runs:
@@ -146,10 +136,14 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[str], list[Group]]:
 
 
 # Computing --------------------------------------------------------------------------------
-def compare_runs(runs: Sequence[Run], *, resamples: int = stats.RESAMPLES) -> Comparison:
+def compare_runs(
+    runs: Sequence[Run], *, pace_keys: Collection[str], resamples: int = stats.RESAMPLES
+) -> Comparison:
+    """The runs grouped by the config keys that differ (`pace_keys`, which only pace a run,
+    never form groups), each method's accuracy and change vs Base aggregated over seeds."""
     if not runs:
         raise MafineError("no runs to compare")
-    keys, groups = group_runs(runs)
+    keys, groups = group_runs(runs, pace_keys)
     methods: dict[str, str] = {}
     cells: dict[tuple[int, str], Cell] = {}
     for index, group in enumerate(groups):
@@ -297,11 +291,16 @@ def default_output(roots: Sequence[Path]) -> Path:
 
 
 def write_comparison(
-    paths: Sequence[Path], output: Path | None = None, *, resamples: int = stats.RESAMPLES
+    paths: Sequence[Path],
+    output: Path | None = None,
+    *,
+    pace_keys: Collection[str],
+    resamples: int = stats.RESAMPLES,
 ) -> tuple[Path, Comparison]:
-    """Load the runs, compare them, write the markdown; returns its path and the comparison."""
+    """Load the runs, compare them (`compare_runs`), write the markdown; returns its path and
+    the comparison."""
     runs = [load_run(Path(p)) for p in paths]
-    comparison = compare_runs(runs, resamples=resamples)
+    comparison = compare_runs(runs, pace_keys=pace_keys, resamples=resamples)
     target = output or default_output([run.root for run in runs])
     write_text_atomic(target, render_comparison(comparison, relative_to=target.parent))
     return target, comparison

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mafine.artifacts import Message, Transcript, Turn
 from mafine.errors import MafineError
+from mafine.grading import Grader
 from mafine.grading.vote import group_answers_many
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 EMBEDDINGS_EXTRA = "pip install 'mafine[embeddings]'"
-
-
-class Equivalence(Protocol):
-    def equivalent(self, gold: str, answer: str | None) -> bool: ...
 
 
 @runtime_checkable
@@ -99,7 +96,7 @@ def round_turns(transcript: Transcript, round: int) -> list[tuple[int, Turn]]:
 
 # Consensus --------------------------------------------------------------------------------
 def consensus_per_problem(
-    transcripts: Iterable[Transcript], grader: Equivalence, *, round: int = 1
+    transcripts: Iterable[Transcript], grader: Grader, *, round: int = 1
 ) -> list[float]:
     """Per problem: the share of answering-round agents whose answer is in the largest group."""
     answer_lists = []
@@ -114,9 +111,7 @@ def consensus_per_problem(
     ]
 
 
-def consensus(
-    transcripts: Iterable[Transcript], grader: Equivalence, *, round: int = 1
-) -> float | None:
+def consensus(transcripts: Iterable[Transcript], grader: Grader, *, round: int = 1) -> float | None:
     """Mean consensus over problems (None with no problem)."""
     values = consensus_per_problem(transcripts, grader, round=round)
     return sum(values) / len(values) if values else None
@@ -262,8 +257,9 @@ def make_embedder(spec: str | None = None, *, client: Any = None) -> Embedder | 
 
     - None, `"minilm"`: all-MiniLM-L6-v2 on this machine, offline (the `embeddings` extra);
     - `"none"`: no embedding dissimilarity (returns None);
-    - `"gemini"` or `"gemini:MODEL"`: Gemini embeddings through `client` (a google-genai client,
-      e.g. the gemini provider's `.client`), MODEL defaulting to gemini-embedding-001;
+    - `"gemini"` or `"gemini:MODEL"`: Gemini embeddings through `client` (a google-genai client:
+      the `embedding_client()` of a provider whose capabilities declare `embedding`), MODEL
+      defaulting to gemini-embedding-001;
     - anything else: a sentence-transformers model name or directory.
     """
     if spec is None or spec == "minilm":
@@ -369,7 +365,7 @@ def _mean(values: Sequence[float]) -> float | None:
 # Everything at once -----------------------------------------------------------------------
 async def measure(
     transcripts: Iterable[Transcript],
-    grader: Equivalence,
+    grader: Grader,
     *,
     round: int = 1,
     embedder: Embedder | None = None,
@@ -392,3 +388,17 @@ async def measure(
     if scorer is not None:
         diversity.likelihood = await likelihood(rows, scorer, round=round)
     return diversity
+
+
+def cross_nll(diversity: Diversity) -> float | None:
+    """Mean off-diagonal NLL: how unlikely agents find each other's responses."""
+    if diversity.likelihood is None:
+        return None
+    matrix = diversity.likelihood.nll
+    values = [
+        value
+        for i, row in enumerate(matrix)
+        for j, value in enumerate(row)
+        if i != j and value is not None
+    ]
+    return sum(values) / len(values) if values else None

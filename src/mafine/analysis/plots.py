@@ -12,26 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mafine.analysis import stats
+from mafine.analysis.diversity import cross_nll
+from mafine.analysis.metrics import method_label
 from mafine.atomic import atomic_path
 from mafine.errors import MafineError
+from mafine.methods import METHODS
 
 if TYPE_CHECKING:
-    from mafine.analysis.report import MetricsDocument
+    from mafine.analysis.metrics import MetricsDocument
 
 REPORT_EXTRA = "pip install 'mafine[report]'"
 ACCURACY_PNG = "accuracy.png"
 DIVERSITY_PNG = "diversity.png"
-# Keys in the paper's order get stable colours; others follow.
-KEY_ORDER = (
-    "base",
-    "majority",
-    "debate",
-    "single_agent_ft",
-    "multiagent_ft",
-    "no_summary",
-    "no_critic",
-    "star",
-)
 DIVERSITY_METRICS = (  # metric, panel title, y axis label
     ("consensus", "Consensus", "share of agents agreeing with the majority"),
     ("embedding_dissimilarity", "Embedding dissimilarity", "mean pairwise cosine distance"),
@@ -56,7 +48,9 @@ def _pyplot() -> Any:
 
 
 def _colours(keys: Sequence[str]) -> dict[str, Any]:
-    ordered = [k for k in KEY_ORDER if k in keys] + sorted(k for k in keys if k not in KEY_ORDER)
+    """Registered methods get stable colours, in registration order; others follow."""
+    order = METHODS.names()
+    ordered = sorted(keys, key=_order)
     palette = [
         "#4c72b0",
         "#dd8452",
@@ -69,13 +63,14 @@ def _colours(keys: Sequence[str]) -> dict[str, Any]:
         "#ccb974",
         "#64b5cd",
     ]
-    fixed = {key: palette[KEY_ORDER.index(key) % len(palette)] for key in KEY_ORDER}
-    extra = iter(palette[len(KEY_ORDER) :] + palette)
+    fixed = {key: palette[index % len(palette)] for index, key in enumerate(order)}
+    extra = iter(palette[len(order) :] + palette)
     return {key: fixed.get(key) or next(extra) for key in ordered}
 
 
 def _order(key: str) -> tuple[int, str]:
-    return (KEY_ORDER.index(key) if key in KEY_ORDER else len(KEY_ORDER), key)
+    order = METHODS.names()
+    return (order.index(key) if key in order else len(order), key)
 
 
 def _subtitle(document: MetricsDocument) -> str:
@@ -141,8 +136,6 @@ def accuracy_plot(
 
 def diversity_values(document: MetricsDocument) -> dict[str, dict[str, dict[int, float]]]:
     """metric -> method key -> iteration -> value, for the metrics that have any value."""
-    from mafine.analysis.report import cross_nll
-
     table: dict[str, dict[str, dict[int, float]]] = {}
     for name, diversity in document.diversity.items():
         key, _, iteration_text = name.rpartition("@")
@@ -199,7 +192,7 @@ def diversity_plot(document: MetricsDocument, path: Path) -> Path | None:
                 [points[x] for x in xs],
                 marker="o",
                 color=colours[key],
-                label=labels.get(key, key.replace("_", " ")),
+                label=labels.get(key) or method_label(key),
             )
             legend.setdefault(line.get_label(), line)
         if base is not None:

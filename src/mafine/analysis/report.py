@@ -1,27 +1,30 @@
-"""The metrics document of a run (`metrics.json`), and report.md and the terminal table from it.
+"""report.md and the terminal table of a run's metrics document (`analysis.metrics`).
 
-`evaluate` writes the document; `write_report(document, run_root)` renders report.md (with PNG
-plots when matplotlib is installed) and `results_table(document)` is the same table for rich.
+`write_report(document, run_root)` renders report.md (with PNG plots when matplotlib is
+installed) and `results_table(document)` is the same table for rich.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.table import Table
 
 from mafine.analysis import stats
-from mafine.analysis.diversity import Diversity
+from mafine.analysis.diversity import Diversity, cross_nll
+from mafine.analysis.metrics import (
+    Header,
+    MethodResult,
+    MetricsDocument,
+    as_document,
+    method_label,
+)
 from mafine.atomic import write_text_atomic
-from mafine.errors import MafineError
 
-METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
 REFERENCES = ("base", "majority", "debate")
@@ -36,125 +39,6 @@ STATISTICS_NOTE = (
     "points against the base-model method of that column, on the same problems; p is the exact "
     "two-sided McNemar test on the problems where exactly one of the two is right."
 )
-
-
-# The document -----------------------------------------------------------------------------
-class Header(BaseModel):
-    """Who and what produced the numbers. Extra keys are kept (and shown nowhere)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    provider: str
-    base_model: str
-    grader: dict[str, Any]
-    data: str
-    eval_data: str | None = None
-    train_size: int
-    eval_size: int
-    agents: int
-    critics: int
-    rounds: int
-    summarize: bool
-    seed: int
-    config: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _grader_named(self) -> Header:
-        if not isinstance(self.grader.get("name"), str):
-            raise ValueError("grader must have a name")
-        return self
-
-
-class MethodResult(BaseModel):
-    """One method at one iteration: its per-problem outcomes on the eval split."""
-
-    model_config = ConfigDict(extra="allow")
-
-    key: str
-    label: str
-    iteration: int = Field(0, ge=0)
-    uses_labels: bool = False
-    correct: list[bool]
-    problem_ids: list[str] | None = None
-
-    @property
-    def id(self) -> str:
-        return stats.method_id(self.key, self.iteration)
-
-    @model_validator(mode="after")
-    def _ids_match(self) -> MethodResult:
-        if self.problem_ids is not None:
-            if len(self.problem_ids) != len(self.correct):
-                raise ValueError(
-                    f"{self.key}@{self.iteration}: {len(self.correct)} outcomes but "
-                    f"{len(self.problem_ids)} problem ids"
-                )
-            if len(set(self.problem_ids)) != len(self.problem_ids):
-                raise ValueError(f"{self.key}@{self.iteration}: repeated problem ids")
-        if not self.correct:
-            raise ValueError(f"{self.key}@{self.iteration}: no outcomes")
-        return self
-
-
-class MetricsDocument(BaseModel):
-    """`metrics.json`: header, methods, per agent per round accuracy, diversity.
-
-    `per_agent_round[method@iteration][agent][round]` is an accuracy in [0, 1];
-    `diversity[method@iteration]` is a `diversity.Diversity`.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    header: Header
-    methods: list[MethodResult]
-    per_agent_round: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
-    diversity: dict[str, Diversity] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _unique_methods(self) -> MetricsDocument:
-        ids = [m.id for m in self.methods]
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        if repeated:
-            raise ValueError(f"methods repeated: {', '.join(repeated)}")
-        return self
-
-    def method(self, name: str) -> MethodResult:
-        return stats.find_method(self.methods, name)  # type: ignore[return-value]
-
-
-def as_document(document: MetricsDocument | dict[str, Any]) -> MetricsDocument:
-    """A metrics document from the dict `evaluate` builds (validated), or as given."""
-    if isinstance(document, MetricsDocument):
-        return document
-    try:
-        return MetricsDocument.model_validate(document)
-    except ValidationError as exc:
-        from mafine.config import describe_validation_error
-
-        raise MafineError(f"metrics document: {describe_validation_error(exc)}") from None
-
-
-def load_metrics(path: Path) -> MetricsDocument:
-    """Read and validate a metrics document; errors name the file and the field."""
-    if path.is_dir():
-        path = path / METRICS_FILE
-    if not path.is_file():
-        raise MafineError(f"no metrics document at {path}: has `mafine evaluate` run there?")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise MafineError(f"{path} is not valid JSON") from None
-    if isinstance(raw, dict) and "methods" not in raw and "baselines" in raw:
-        raise MafineError(
-            f"{path} is an older metrics file (no per-problem methods): run "
-            "`mafine evaluate` on that run again with this version of mafine"
-        )
-    try:
-        return MetricsDocument.model_validate(raw)
-    except ValidationError as exc:
-        from mafine.config import describe_validation_error
-
-        raise MafineError(f"{path}: {describe_validation_error(exc)}") from None
 
 
 # Rows of the results table ----------------------------------------------------------------
@@ -418,20 +302,6 @@ def _opt(value: object) -> str:
     return "—" if value is None else str(value)
 
 
-def cross_nll(diversity: Diversity) -> float | None:
-    """Mean off-diagonal NLL: how unlikely agents find each other's responses."""
-    if diversity.likelihood is None:
-        return None
-    matrix = diversity.likelihood.nll
-    values = [
-        value
-        for i, row in enumerate(matrix)
-        for j, value in enumerate(row)
-        if i != j and value is not None
-    ]
-    return sum(values) / len(values) if values else None
-
-
 def _plots_section(plots: Sequence[Path], relative_to: Path | None) -> list[str]:
     if not plots:
         return []
@@ -459,7 +329,7 @@ def _id_label(document: MetricsDocument, name: str) -> str:
     key, _, iteration = name.rpartition("@")
     if not key or not iteration.isdigit():
         return name
-    return display_name(key.replace("_", " ").capitalize(), int(iteration))
+    return display_name(method_label(key), int(iteration))
 
 
 def _md_row(cells: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ Definitions (docs/evaluation.md repeats them for readers of a report):
   two-sided 95% Student-t interval mean +- t(0.975, n - 1) * sd / sqrt(n).
 
 Everything here is deterministic: the bootstrap draws come from `numpy.random.default_rng(seed)`.
+The t quantiles and the binomial test are scipy's (`scipy.stats.t`, `scipy.stats.binomtest`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from mafine.errors import MafineError
 
@@ -33,14 +35,6 @@ CONFIDENCE = 0.95
 # Most draws (resamples x problems) held in memory at once; larger bootstraps go in chunks.
 _CHUNK_CELLS = 4_000_000
 
-# t(0.975, df) for df = 1..30; above 30 a Cornish-Fisher expansion (error < 1e-5).
-_T975 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
-)  # fmt: skip
-_Z975 = 1.959963984540054
-
 
 class Outcomes(Protocol):
     """What the statistics need of a method: who it is and its per-problem outcomes."""
@@ -48,6 +42,7 @@ class Outcomes(Protocol):
     key: str
     label: str
     iteration: int
+    uses_labels: bool
     correct: list[bool]
     problem_ids: list[str] | None
 
@@ -201,7 +196,7 @@ def summarize_methods(
                 key=method.key,
                 label=method.label,
                 iteration=method.iteration,
-                uses_labels=bool(getattr(method, "uses_labels", False)),
+                uses_labels=method.uses_labels,
                 **asdict(result),
             )
         )
@@ -216,10 +211,7 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     n = only_a + only_b
     if n == 0:
         return 1.0
-    k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1))
-    # Exact integer arithmetic, one division: 2 * tail / 2**n.
-    return min(1.0, 2 * tail / 2**n)
+    return float(scipy_stats.binomtest(min(only_a, only_b), n, 0.5).pvalue)
 
 
 def paired_test(
@@ -330,15 +322,7 @@ def t_quantile_975(df: int) -> float:
     """The 97.5% quantile of Student's t with `df` degrees of freedom."""
     if df < 1:
         raise MafineError("a t quantile needs at least one degree of freedom")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975
-    return (
-        z
-        + (z**3 + z) / (4 * df)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
-    )
+    return float(scipy_stats.t.ppf(0.975, df))
 
 
 def aggregate_seeds(values: Sequence[float]) -> SeedAggregate:

@@ -41,10 +41,14 @@ import random
 import warnings
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mafine.data.registry import Record
 from mafine.errors import MafineError
 from mafine.seeds import deepmind_seed
+
+if TYPE_CHECKING:
+    from mafine.data.settings import DeepMindSource
 
 DIFFICULTIES = ("easy", "medium", "hard", "interpolate", "extrapolate")
 _TRAIN_LEVELS = {"easy": 0, "medium": 1, "hard": 2}
@@ -69,6 +73,16 @@ def needs_numpy_1(module: str) -> bool:
     return module in NEEDS_NUMPY_1 or module.endswith("_composed")
 
 
+def source_records(source: DeepMindSource, seed: int) -> Iterator[Record]:
+    """The `deepmind` source kind's records: generated problems, no ids."""
+    for question, answer in iter_deepmind(source.module, source.difficulty, seed):
+        yield None, question, answer
+
+
+def describe(source: DeepMindSource) -> str:
+    return f"deepmind/{source.module} ({source.difficulty})"
+
+
 def iter_deepmind(module: str, difficulty: str, seed: int) -> Iterator[tuple[str, str]]:
     """Endless (question, answer) pairs from DeepMind's generator, deterministic for a seed.
 
@@ -87,15 +101,6 @@ def iter_deepmind(module: str, difficulty: str, seed: int) -> Iterator[tuple[str
     if needs_numpy_1(module) and not pkg.has_itemset:
         raise _numpy_error(module)
     return _generate(pkg, module, difficulty, seed, generator)
-
-
-def module_names(difficulty: str) -> list[str]:
-    """The module names available at a difficulty, sorted."""
-    if difficulty not in DIFFICULTIES:
-        raise MafineError(
-            f"unknown DeepMind difficulty {difficulty!r}; use one of {', '.join(DIFFICULTIES)}"
-        )
-    return sorted(_modules(difficulty))
 
 
 def _generate(

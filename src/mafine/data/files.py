@@ -27,15 +27,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mafine.data.registry import Record
 from mafine.errors import MafineError
 from mafine.jsonl import parse_objects
+from mafine.seeds import split_rng
 
 if TYPE_CHECKING:
-    from mafine.config import FileSource
+    from mafine.data.settings import FileSource
 
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 _BYTES_REPR = re.compile(r"b(['\"]).*\1", re.DOTALL)
+
+
+def source_records(source: FileSource, seed: int) -> Iterator[Record]:
+    """The `file` source kind's records: the file's rows in a seeded order."""
+    rows = list(iter_file(source))
+    split_rng(seed).shuffle(rows)
+    yield from rows
+
+
+def describe(source: FileSource) -> str:
+    return str(source.path)
 
 
 def iter_file(source: FileSource) -> Iterator[tuple[str | None, str, str]]:

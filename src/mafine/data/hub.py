@@ -1,6 +1,7 @@
 """Problems from data sets on the Hugging Face hub (or a local copy of one), through `datasets`.
 
-Four data sets (`HubSource.dataset`), each with its hub repository, config and fields:
+Four data sets (`HubSource.dataset`, registered in `mafine.data.settings`), each with its hub
+repository, config and fields:
 
 * `deepmind`: `deepmind/math_dataset`, one config per module (`arithmetic__add_or_sub`, ...),
   splits `train` (the generator's train-easy + train-medium + train-hard) and `test`
@@ -40,38 +41,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mafine.data.files import decode_value
+from mafine.data.registry import Record
+from mafine.data.settings import MATH_LEVELS, MATH_SUBJECTS
 from mafine.errors import MafineError
+from mafine.registry import resolve
 from mafine.seeds import split_rng
 
 if TYPE_CHECKING:
-    from mafine.config import HubSource
+    from mafine.data.settings import HubSource
 
-Record = tuple[str | None, str, str]  # (id or None, question, answer)
-
-DATASETS = ("deepmind", "math", "math500", "gsm8k")
-REPOS = {
-    "deepmind": "deepmind/math_dataset",
-    "math": "EleutherAI/hendrycks_math",
-    "math500": "HuggingFaceH4/MATH-500",
-    "gsm8k": "openai/gsm8k",
-}
-SPLITS = {
-    "deepmind": ("train", "test"),
-    "math": ("train", "test"),
-    "math500": ("test",),
-    "gsm8k": ("train", "test"),
-}
-MATH_SUBJECTS = (
-    "algebra",
-    "counting_and_probability",
-    "geometry",
-    "intermediate_algebra",
-    "number_theory",
-    "prealgebra",
-    "precalculus",
-)
-MATH_LEVELS = (1, 2, 3, 4, 5)
-GSM8K_CONFIG = "main"
 PARQUET_REVISION = "refs/convert/parquet"
 
 _FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
@@ -90,6 +68,9 @@ _OFFLINE = {
 }
 
 
+Parsed = tuple[int, Callable[[int], Record]]  # (row count, the record at an index)
+
+
 @dataclass(frozen=True)
 class _Part:
     """One table of rows: a hub config's split, or the local files standing for it."""
@@ -99,7 +80,7 @@ class _Part:
     origin: str  # for messages: the files or the hub config
 
 
-def iter_hub(source: HubSource, seed: int) -> Iterator[Record]:
+def source_records(source: HubSource, seed: int) -> Iterator[Record]:
     """(id, question, answer) records of a hub data set (or its local copy) in a seeded order.
 
     Loading, column checks and filters happen on the call (errors are one-line `MafineError`s
@@ -108,12 +89,7 @@ def iter_hub(source: HubSource, seed: int) -> Iterator[Record]:
     """
     name = describe(source)
     parts = _load_parts(source, name)
-    if source.dataset == "deepmind":
-        count, parse = _deepmind(source, name, parts)
-    else:
-        parser = _gsm8k if source.dataset == "gsm8k" else _math
-        records = parser(source, name, parts)
-        count, parse = len(records), records.__getitem__
+    count, parse = resolve(source.entry.parser)(source, name, parts)
     return (parse(index) for index in seeded_order(count, seed))
 
 
@@ -134,7 +110,7 @@ def seeded_order(count: int, seed: int) -> Iterator[int]:
 
 def describe(source: HubSource) -> str:
     """A short human name: data set, filters, split and where it comes from."""
-    label = f"deepmind/{source.module}" if source.dataset == "deepmind" else source.dataset
+    label = f"{source.dataset}/{source.module}" if source.entry.needs_module else source.dataset
     details = [str(source.path) if source.path is not None else _repo(source), source.split]
     if source.revision is not None and source.path is None:
         details[0] += f"@{source.revision}"
@@ -148,9 +124,7 @@ def describe(source: HubSource) -> str:
 # --- per data set parsing ------------------------------------------------------------------
 
 
-def _deepmind(
-    source: HubSource, name: str, parts: list[_Part]
-) -> tuple[int, Callable[[int], Record]]:
+def parse_deepmind(source: HubSource, name: str, parts: list[_Part]) -> Parsed:
     """The module's rows, decoded one at a time when drawn (the train split has 2M)."""
     prefix = f"deepmind/{source.module}/{source.split}"
     (part,) = parts
@@ -165,7 +139,7 @@ def _deepmind(
     return len(part.table), parse
 
 
-def _gsm8k(source: HubSource, name: str, parts: list[_Part]) -> list[Record]:
+def parse_gsm8k(source: HubSource, name: str, parts: list[_Part]) -> Parsed:
     records: list[Record] = []
     for part in parts:
         _require(name, part, ["question", "answer"])
@@ -179,7 +153,7 @@ def _gsm8k(source: HubSource, name: str, parts: list[_Part]) -> list[Record]:
                 )
             _nonempty(name, part, index, question=question, answer=answer)
             records.append((f"gsm8k/{source.split}/{index}", question, answer))
-    return records
+    return len(records), records.__getitem__
 
 
 def gsm8k_answer(solution: str) -> str | None:
@@ -189,7 +163,7 @@ def gsm8k_answer(solution: str) -> str | None:
     return solution.rsplit("####", 1)[1].strip()
 
 
-def _math(source: HubSource, name: str, parts: list[_Part]) -> list[Record]:
+def parse_math(source: HubSource, name: str, parts: list[_Part]) -> Parsed:
     """MATH and MATH-500 rows that pass the subject and level filters and have an answer."""
     from mafine.grading.extract import extract_boxed
 
@@ -240,7 +214,7 @@ def _math(source: HubSource, name: str, parts: list[_Part]) -> list[Record]:
         why = f"after the filters ({'; '.join(filters)})" if filters else "with an answer"
         extra = f", {unboxed} without a \\boxed{{}} answer" if unboxed else ""
         raise MafineError(f"{name}: no problems {why}; {total} rows read{extra}")
-    return records
+    return len(records), records.__getitem__
 
 
 def parse_level(value: Any) -> int | None:
@@ -289,23 +263,15 @@ def _nonempty(name: str, part: _Part, index: int, **values: str) -> None:
 
 
 def _repo(source: HubSource) -> str:
-    return source.repo or REPOS[source.dataset]
-
-
-def _configs(source: HubSource) -> list[str | None]:
-    """The hub configs to read: one per MATH subject asked for, the module, or `main`."""
-    if source.dataset == "math":
-        return list(dict.fromkeys(source.subjects or MATH_SUBJECTS))
-    if source.dataset == "deepmind":
-        return [source.module]
-    if source.dataset == "gsm8k":
-        return [GSM8K_CONFIG]
-    return [None]
+    return source.repo or source.entry.repo
 
 
 def _load_parts(source: HubSource, name: str) -> list[_Part]:
-    configs = _configs(source)
-    subject_of = (lambda c: c) if source.dataset == "math" else (lambda c: None)
+    """The tables to read: one per hub config the data set names (one per MATH subject asked
+    for, the deepmind module, gsm8k's `main`), or the local copy's files for them."""
+    by_subject = source.entry.subject_configs
+    configs = source.entry.configs(source)
+    subject_of = (lambda c: c) if by_subject else (lambda c: None)
     if source.path is None:
         return [
             _Part(subject_of(config), _load_remote(source, config, name), _hub_origin(config))
@@ -317,7 +283,7 @@ def _load_parts(source: HubSource, name: str) -> list[_Part]:
     if root.is_file():
         return [_Part(None, _load_local(name, [root]), str(root))]
     present = [s for s in MATH_SUBJECTS if (root / s).is_dir()]
-    if source.dataset == "math" and present:
+    if by_subject and present:
         parts = []
         for subject in configs if source.subjects else present:  # all: those in the copy
             if not (root / str(subject)).is_dir():
@@ -325,7 +291,7 @@ def _load_parts(source: HubSource, name: str) -> list[_Part]:
             files = _split_files(name, root / str(subject), source.split)
             parts.append(_Part(subject, _load_local(name, files), _files_origin(files)))
         return parts
-    config = configs[0] if source.dataset != "math" else None
+    config = configs[0] if not by_subject else None
     base = root / config if config and (root / config).is_dir() else root
     files = _split_files(name, base, source.split)
     return [_Part(None, _load_local(name, files), _files_origin(files))]
@@ -399,10 +365,8 @@ def _load_local(name: str, files: list[Path]) -> Any:
 
 def _load_remote(source: HubSource, config: str | None, name: str) -> Any:
     """One config's split from the hub, cached in the user's Hugging Face cache."""
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - a dependency of mafine
-        raise MafineError(f"{name}: the hub loaders need the `datasets` package") from None
+    import datasets
+
     repo = _repo(source)
     kwargs: dict[str, Any] = {"split": source.split}
     if source.revision is not None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-Result = tuple[bool, str]
+Result = tuple[bool | None, str]  # equal (None: could not judge), and why
 
 
 class JobTimeout(BaseException):
@@ -26,14 +26,22 @@ class JobTimeout(BaseException):
 
 
 def sympy_task(job: list[list[str]]) -> Result:
-    """Every (gold element, answer element) pair has a difference that simplifies to 0."""
+    """Every (gold element, answer element) pair has a difference that simplifies to 0.
+
+    A difference sympy cannot parse or simplify is "could not judge" (None), not "different".
+    """
+    judged = True
     for gold, answer in job:
-        if not _sympy_zero_difference(gold, answer):
+        zero = _sympy_zero_difference(gold, answer)
+        if zero is False:
             return False, "sympy: difference does not simplify to 0"
+        judged = judged and zero is not None
+    if not judged:
+        return None, "sympy: could not parse or simplify"
     return True, "sympy: difference simplifies to 0"
 
 
-def _sympy_zero_difference(gold: str, answer: str) -> bool:
+def _sympy_zero_difference(gold: str, answer: str) -> bool | None:
     import sympy
 
     try:
@@ -42,11 +50,11 @@ def _sympy_zero_difference(gold: str, answer: str) -> bool:
             difference, "is_Number", False
         ):  # already evaluated: simplify would not change it
             return bool(difference == 0)
-        return sympy.simplify(difference) == 0
+        return bool(sympy.simplify(difference) == 0)
     except JobTimeout:
         raise
     except BaseException:  # sympy raises everything from SyntaxError to RecursionError
-        return False
+        return None
 
 
 @lru_cache(maxsize=4096)
@@ -74,9 +82,9 @@ def math_verify_task(job: list[str]) -> Result:
     gold_parsed = _math_verify_parse(gold)
     answer_parsed = _math_verify_parse(answer)
     if not gold_parsed:
-        return False, "math_verify: gold not parsed"
+        return None, "math_verify: gold not parsed"
     if not answer_parsed:
-        return False, "math_verify: answer not parsed"
+        return None, "math_verify: answer not parsed"
     if verify(gold_parsed, answer_parsed, timeout_seconds=None, raise_on_error=False):
         return True, "math_verify: verified"
     return False, "math_verify: not verified"

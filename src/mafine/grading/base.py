@@ -1,35 +1,53 @@
-"""What every grader shares: verdicts, the batch API, the verdict cache, closing."""
+"""The grader interface every grader implements, and its verdicts and verdict cache."""
 
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from mafine.grading.settings import GradingConfig
 
 Pair = tuple[str, "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Whether an answer equals the gold, and a short reason a researcher can read."""
+    """Whether an answer equals the gold, and a short reason a researcher can read.
+
+    `judged` is False when the grader could not judge the pair (it cannot parse an answer, or
+    refuses to evaluate it); `equal` is then False. `grader` names the grader that decided when
+    a grader asks others (`auto`); None means the grader that was asked.
+    """
 
     equal: bool
     reason: str
+    judged: bool = True
+    grader: str | None = None
 
 
 NO_ANSWER = Verdict(False, "no answer")
 IDENTICAL = Verdict(True, "identical")
 
 
-class BaseGrader:
-    """A grader: `equivalent_many` is the one method subclasses implement.
+class Grader(ABC):
+    """A grader: `name`, and `equivalent_many`, the one method a grader must implement.
 
-    Graders are context managers; `close()` releases what a grader owns (a process pool) and
-    is safe to call twice. A closed grader reopens its pool if it is used again.
+    Graders are built from the `GradingConfig` (`mafine.grading.get_grader`), are context
+    managers, and `close()` releases what a grader owns (a process pool); it is safe to call
+    twice, and a closed grader reopens its pool if it is used again.
     """
 
-    name = "base"
+    name: str
+
+    def __init__(self, config: GradingConfig | None = None) -> None:
+        self.config = config or GradingConfig()
+
+    @abstractmethod
+    def equivalent_many(self, pairs: Sequence[Pair]) -> list[Verdict]:
+        """One verdict per (gold, answer) pair, in order; no answer is never equal."""
 
     def equivalent(self, gold: str, answer: str | None) -> bool:
         """Whether `answer` means the same as `gold`; no answer is never equivalent."""
@@ -37,10 +55,6 @@ class BaseGrader:
 
     def verdict(self, gold: str, answer: str | None) -> Verdict:
         return self.equivalent_many([(gold, answer)])[0]
-
-    def equivalent_many(self, pairs: Sequence[Pair]) -> list[Verdict]:
-        """One verdict per (gold, answer) pair, in order."""
-        raise NotImplementedError
 
     async def equivalent_many_async(self, pairs: Sequence[Pair]) -> list[Verdict]:
         """`equivalent_many` in a thread, so an event loop never waits on sympy."""
@@ -52,10 +66,10 @@ class BaseGrader:
         """What metrics files record about the grader: everything that can change a verdict."""
         return {"name": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most graders own nothing to release
         """Release the grader's resources (its worker processes, if any)."""
 
-    def __enter__(self) -> BaseGrader:
+    def __enter__(self) -> Grader:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
-GraderName = Literal["string", "numeric", "sympy", "math_verify", "auto"]
+from mafine.grading.registry import GRADERS
+from mafine.schema import describe_validation_error, mutable_field
+
 FallbackRule = Literal["final_answer", "last_number"]
+SymbolicGrader = Literal["sympy", "math_verify"]  # what auto asks about non-numbers
 
 
 class GradingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grader: GraderName = Field(
+    grader: str = Field(
         "string",
-        description="string | numeric | sympy | math_verify | auto (see docs/grading.md)",
+        description=f"a registered grader: {' | '.join(GRADERS.names())} (see docs/grading.md)",
     )
     fallbacks: list[FallbackRule] = Field(
         default_factory=list,
@@ -24,7 +35,7 @@ class GradingConfig(BaseModel):
     timeout_s: float = Field(
         5.0, gt=0.0, le=600.0, description="per-pair limit of a symbolic check; then not equal"
     )
-    workers: int | None = Field(
+    workers: int | None = mutable_field(
         None,
         ge=0,
         description="processes for symbolic graders; None: one per core; 0: in this process",
@@ -33,13 +44,54 @@ class GradingConfig(BaseModel):
         "detect",
         description="auto only: numeric (DeepMind, GSM8K), latex (MATH), or detect per answer",
     )
-    auto_symbolic: Literal["sympy", "math_verify"] = Field(
-        "sympy", description="auto only: the grader for answers that are not plain numbers"
+    auto_symbolic: SymbolicGrader = Field(
+        "sympy",
+        description="auto only: the grader for answers that are not plain numbers (the other "
+        "one, when installed, judges what it cannot)",
     )
     max_answer_chars: int = Field(
         1000, ge=1, description="longer answers are judged not equal without a symbolic check"
     )
-    cache_size: int = Field(100_000, ge=0, description="verdicts remembered per grader")
+    cache_size: int = mutable_field(100_000, ge=0, description="verdicts remembered per grader")
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="options of the graders that take them, by grader name (checked against "
+        "the settings model the grader registered)",
+    )
+
+    @field_validator("grader")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in GRADERS:  # read now: graders registered after import count
+            raise ValueError(GRADERS.unknown(value))
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options_valid(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, raw in value.items():
+            model = GRADERS.get(name).settings  # ValueError for an unknown grader
+            if model is None:
+                raise ValueError(f"the {name} grader takes no options")
+            try:
+                model.model_validate(raw)
+            except ValidationError as exc:
+                raise ValueError(f"{name}: {describe_validation_error(exc)}") from None
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_empty_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not self.options:  # configs without grader options dump as they always did
+            data.pop("options", None)
+        return data
+
+    def grader_options(self, name: str | None = None) -> Any:
+        """The validated options of grader `name` (default: the chosen one); None when its
+        entry has no settings model."""
+        name = name or self.grader
+        model = GRADERS.get(name).settings
+        return None if model is None else model.model_validate(self.options.get(name, {}))
 
     @field_validator("fallbacks")
     @classmethod

@@ -1,4 +1,6 @@
-"""The sympy grader: the PRM800K grading logic, written for mafine.
+"""The symbolic graders, whose expensive checks run in the worker pool: sympy and math_verify.
+
+sympy: the PRM800K grading logic, written for mafine.
 
 A pair is equal when any of these holds, tried in order:
 1. the MATH (Hendrycks) normalisations of both are the same string;
@@ -16,7 +18,16 @@ rationals (so `0.421989476476` is not `0.421989476477`), integers are recognised
 rather than through floats, and braces are read as LaTeX groups even without a backslash
 (PRM800K drops them, reading `x^{2+1}` as `x^2+1`). Before all this, unicode minus, the degree
 sign and a final period (`\\frac{1}{2}.`) are normalised. Only step 3's sympy calls run in the
-worker pool.
+worker pool. A pair it refuses to evaluate, or that sympy cannot parse, is "could not judge"
+(`Verdict.judged` False), which `auto` hands to the other symbolic grader.
+
+math_verify: HuggingFace's math-verify library, run in the worker pool.
+
+Both strings are parsed as `\\boxed{...}` with math-verify's default extraction, then
+`verify(gold, answer)` (gold first) with its defaults: floats rounded to 6 digits, strict
+variables and set/tuple distinction. Our one addition: identical strings are equal even when
+math-verify cannot parse them, so the vote never splits two copies of one answer. The library's
+own SIGALRM timeouts are off; the pool's limits replace them.
 """
 
 from __future__ import annotations
@@ -28,7 +39,8 @@ from typing import Any
 
 from mafine.grading.base import IDENTICAL, Verdict
 from mafine.grading.latex import hendrycks_normalize, latex_to_text
-from mafine.grading.pooled import PoolGrader, package_version
+from mafine.grading.pool import PoolGrader
+from mafine.grading.registry import package_version
 
 _UNITS = (
     "degree",
@@ -77,6 +89,25 @@ class SympyGrader(PoolGrader):
         }
 
 
+class MathVerifyGrader(PoolGrader):
+    name = "math_verify"
+    task = "math_verify"
+
+    def prepare(self, gold: str, answer: str) -> Verdict | Any:
+        if gold.strip() == answer.strip():
+            return IDENTICAL
+        return [gold, answer]
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            **self.base_settings(),
+            "logic": "math_verify.verify(parse(\\boxed{gold}), parse(\\boxed{answer})), "
+            "library defaults (float_rounding=6, strict=True)",
+            "math_verify": package_version("math-verify"),
+            "latex2sympy2_extended": package_version("latex2sympy2_extended"),
+        }
+
+
 def typography(answer: str) -> str:
     """Our additions to PRM800K: unicode minus, the degree sign, a sentence's final period."""
     answer = answer.replace("−", "-").replace("°", "^\\circ").strip()
@@ -112,7 +143,7 @@ def prm800k_plan(gold: str, answer: str) -> Verdict | list[list[str]]:
             return Verdict(False, f"only the {which} is an integer (integers must match exactly)")
         refusal = eval_refusal(f"({gold_item})-({answer_item})")
         if refusal is not None:
-            return Verdict(False, f"not checked by sympy: {refusal}")
+            return Verdict(False, f"not checked by sympy: {refusal}", judged=False)
         checks.append([gold_item, answer_item])
     if not checks:
         return Verdict(True, "equal element by element")

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
+
+from mafine.grading.base import Grader
 
 
-class Equivalence(Protocol):
-    def equivalent(self, gold: str, answer: str | None) -> bool: ...
-
-
-def group_answers(answers: Sequence[str | None], grader: Equivalence) -> list[list[int]]:
+def group_answers(answers: Sequence[str | None], grader: Grader) -> list[list[int]]:
     """Indices of the answers, grouped by equivalence to each group's first answer.
 
-    No answer (None) joins no group: it is never a vote. With a batch grader (one that has
-    `equivalent_many`) every comparison the grouping can need is judged in one batch.
+    No answer (None) joins no group: it is never a vote. Every comparison the grouping can need
+    is judged in one batch.
     """
     return group_answers_many([answers], grader)[0]
 
 
 def group_answers_many(
-    answer_lists: Sequence[Sequence[str | None]], grader: Equivalence
+    answer_lists: Sequence[Sequence[str | None]], grader: Grader
 ) -> list[list[list[int]]]:
     """`group_answers` for many problems, with one batch of comparisons for all of them."""
     table = _comparisons(answer_lists, grader)
@@ -29,7 +26,7 @@ def group_answers_many(
 
 
 def majority_vote(
-    answers: Sequence[str | None], grader: Equivalence, rng: random.Random
+    answers: Sequence[str | None], grader: Grader, rng: random.Random
 ) -> tuple[str | None, dict[str, int]]:
     """The winning answer (its first spelling) and the vote count of every group.
 
@@ -41,7 +38,7 @@ def majority_vote(
 
 def majority_vote_many(
     answer_lists: Sequence[Sequence[str | None]],
-    grader: Equivalence,
+    grader: Grader,
     rngs: Sequence[random.Random],
 ) -> list[tuple[str | None, dict[str, int]]]:
     """`majority_vote` for many problems (one rng each), judged in one batch."""
@@ -86,7 +83,7 @@ def _group(answers: Sequence[str | None], table: dict[tuple[str, str], bool]) ->
 
 
 def _comparisons(
-    answer_lists: Sequence[Sequence[str | None]], grader: Any
+    answer_lists: Sequence[Sequence[str | None]], grader: Grader
 ) -> dict[tuple[str, str], bool]:
     """Verdicts for every (earlier, later) pair of distinct answers within each list."""
     pairs: dict[tuple[str, str], None] = {}
@@ -96,9 +93,5 @@ def _comparisons(
             for later in distinct[position + 1 :]:
                 pairs[(first, later)] = None
     keys = list(pairs)
-    batch = getattr(grader, "equivalent_many", None)
-    if batch is not None:
-        verdicts = [verdict.equal for verdict in batch(keys)]
-    else:
-        verdicts = [grader.equivalent(gold, answer) for gold, answer in keys]
+    verdicts = [verdict.equal for verdict in grader.equivalent_many(keys)]
     return dict(zip(keys, verdicts, strict=True))

@@ -1,52 +1,74 @@
-"""Model backends behind one interface (see base.Provider); each imported only when used."""
+"""Model backends behind one interface (see base.Provider), opened by name from the registry
+(`providers.registry.PROVIDERS`); each is imported only when it is opened."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mafine.providers.base import Provider
+from mafine.registry import resolve
 
 if TYPE_CHECKING:
-    from mafine.config import ProviderConfig
     from mafine.providers.gemini import Connection, GeminiProvider
+    from mafine.providers.settings import ProviderConfig
 
 FAKE_TUNING_BUCKET = "gs://mafine-fake/tuning"
 FAKE_BATCH_BUCKET = "gs://mafine-fake/batch"
 
+Opener = Callable[["ProviderConfig", int, "Path | None"], AbstractAsyncContextManager[Provider]]
 
-@asynccontextmanager
-async def open_provider(
+
+def open_provider(
     config: ProviderConfig, seed: int, state_dir: Path | None = None
-) -> AsyncIterator[Provider]:
-    """The configured provider, closed (and the fake server stopped) on exit.
+) -> AbstractAsyncContextManager[Provider]:
+    """The configured provider, closed (and whatever it started stopped) on exit.
 
     `state_dir` (the run directory) is where a provider keeps what a resumed run needs, such
     as the names of the batch jobs it submitted.
     """
-    if config.name == "fake":
-        async with _fake_gemini(config, state_dir) as provider:
+    opener: Opener = resolve(config.entry.open)
+    return opener(config, seed, state_dir)
+
+
+def closing(make: Callable[[ProviderConfig, int, Path | None], Provider]) -> Opener:
+    """An opener for a provider built by `make(config, seed, state_dir)` and closed with
+    `aclose()` on exit: what most registry entries need."""
+
+    @asynccontextmanager
+    async def opened(
+        config: ProviderConfig, seed: int, state_dir: Path | None
+    ) -> AsyncIterator[Provider]:
+        provider = make(config, seed, state_dir)
+        try:
             yield provider
-        return
-    if config.name == "gemini":
-        from mafine.providers.gemini import GeminiProvider, resolve_connection
+        finally:
+            await provider.aclose()
 
-        provider: Provider = _batched(GeminiProvider(config, resolve_connection(config)), state_dir)
-    else:
-        from mafine.providers.local import LocalProvider
+    return opened
 
-        provider = LocalProvider(
-            config.model,
-            config.local,
-            max_concurrency=config.max_concurrency,
-            run_dir=state_dir,
-        )
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
+
+def _gemini(config: ProviderConfig, seed: int, state_dir: Path | None) -> Provider:
+    from mafine.providers.gemini import GeminiProvider, resolve_connection
+
+    return _batched(GeminiProvider(config, resolve_connection(config)), state_dir)
+
+
+def _local(config: ProviderConfig, seed: int, state_dir: Path | None) -> Provider:
+    from mafine.providers.local import LocalProvider
+
+    return LocalProvider(
+        config.model,
+        config.local,
+        max_concurrency=config.max_concurrency,
+        run_dir=state_dir,
+    )
+
+
+open_gemini = closing(_gemini)
+open_local = closing(_local)
 
 
 def _batched(provider: GeminiProvider, state_dir: Path | None) -> Provider:
@@ -59,7 +81,9 @@ def _batched(provider: GeminiProvider, state_dir: Path | None) -> Provider:
 
 
 @asynccontextmanager
-async def _fake_gemini(config: ProviderConfig, state_dir: Path | None) -> AsyncIterator[Provider]:
+async def open_fake(
+    config: ProviderConfig, seed: int, state_dir: Path | None
+) -> AsyncIterator[Provider]:
     """The production gemini provider, talking to a fake Gemini served on loopback.
 
     Requests are paced only by an explicit `provider.gemini.requests_per_minute` or

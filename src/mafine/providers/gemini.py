@@ -25,7 +25,6 @@ from typing import Any
 from tenacity import AsyncRetrying, Retrying, retry_if_exception, stop_after_attempt, stop_never
 
 from mafine.artifacts import Completion, Message, SFTExample, Usage
-from mafine.config import ProviderConfig
 from mafine.errors import MafineError, QuotaExhausted
 from mafine.jsonl import read_rows
 from mafine.providers.base import (
@@ -36,6 +35,7 @@ from mafine.providers.base import (
     TuningStatus,
 )
 from mafine.providers.limits import Failure, Pacer, classify, resolve_limits
+from mafine.providers.settings import ProviderConfig
 
 ADAPTER_SIZES = {1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_FOUR",
                  8: "ADAPTER_SIZE_EIGHT", 16: "ADAPTER_SIZE_SIXTEEN"}  # fmt: skip

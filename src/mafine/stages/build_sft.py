@@ -25,6 +25,7 @@ from mafine.jsonl import read_rows, write_rows
 from mafine.rundir import RunDir
 from mafine.seeds import sft_rng
 from mafine.stages.roster import model_roles
+from mafine.stages.stage import sft_stage
 from mafine.ui import console
 
 
@@ -90,12 +91,11 @@ def mix_critic_data(
 
 def build_sft(run: RunDir, grader: Grader, iteration: int) -> list[SFTCount]:
     config = run.config
-    name = f"iter-{iteration}/build-sft"
-    if run.stage_status(name) == "done" and run.sft_counts(iteration).exists():
-        console.print(f"{name}: already built, skipped")
+    stage = sft_stage(run, iteration)
+    if stage.skip("already built"):
         counts = list(read_rows(run.sft_counts(iteration), SFTCount))
     else:
-        with run.stage(name):
+        with stage.record():
             transcripts = read_rows(run.transcripts(iteration, "train"), Transcript)
             selected = select_examples(transcripts, config, grader, iteration)
             counts = []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mafine.artifacts import AgentTrace, Completion, Message, Problem, Summary, Transcript, Turn
 from mafine.config import Config
+from mafine.errors import MafineError
 from mafine.grading import Grader, extract_answer
 from mafine.grading.vote import majority_vote
 from mafine.journal import Generator
@@ -19,8 +20,39 @@ from mafine.jsonl import AppendLog, iter_log, read_at, write_rows
 from mafine.prompts import render
 from mafine.rundir import RunDir
 from mafine.seeds import vote_rng
-from mafine.stages.roster import AgentModels
+from mafine.stages.prepare import load_problems
+from mafine.stages.roster import AgentModels, load_records, roster
+from mafine.stages.session import Session, sampling
+from mafine.stages.stage import debate_stage, report_usage
 from mafine.ui import progress
+
+
+async def debate_split(session: Session, iteration: int, split: str) -> None:
+    """Debate a split. Train debates of iteration k use the models of k-1 (the base models for
+    k=1); eval debates of iteration k use its tuned models, and iteration 0 the base models."""
+    run = session.run
+    stage = debate_stage(run, iteration, split)
+    if stage.skip("already debated"):
+        return
+    if split == "train" and iteration < 1:
+        raise MafineError("train debates belong to iterations 1 and later")
+    models_from = iteration - 1 if split == "train" else iteration
+    agents = roster(load_records(run, models_from), run.config)
+    problems = load_problems(run, split)
+    with stage.record() as counters:
+        generator = Generator(
+            session.provider, session.journal, sampling(run.config), run.config.seed, counters
+        )
+        await run_debates(
+            run,
+            stage.name,
+            problems,
+            agents,
+            generator,
+            session.grader,
+            run.transcripts(iteration, split),
+        )
+    report_usage(stage.name, counters)
 
 
 async def run_debates(

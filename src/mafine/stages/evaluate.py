@@ -23,22 +23,12 @@ from mafine.errors import MafineError
 from mafine.grading import Grader
 from mafine.grading.vote import majority_vote
 from mafine.jsonl import read_rows, write_json
+from mafine.methods import METHODS
 from mafine.providers.base import Capabilities, Provider
 from mafine.rundir import RunDir
 from mafine.seeds import vote_rng
 from mafine.stages.prepare import source_name
 from mafine.ui import console
-
-LABELS = {
-    "base": "Base",
-    "majority": "Majority",
-    "debate": "Debate",
-    "multiagent_ft": "Multiagent FT",
-    "single_agent_ft": "Single-agent FT",
-    "no_summary": "Multiagent FT, no summary",
-    "no_critic": "Multiagent FT, critics not tuned",
-    "star": "STaR (uses ground truth)",
-}
 
 
 @dataclass(frozen=True)
@@ -238,9 +228,9 @@ def _method(
 ) -> dict[str, Any]:
     return {
         "key": key,
-        "label": LABELS[key],
+        "label": METHODS.get(key).label,
         "iteration": iteration,
-        "uses_labels": key == "star",
+        "uses_labels": METHODS.get(key).uses_labels,
         "problem_ids": problem_ids,
         "correct": correct,
     }

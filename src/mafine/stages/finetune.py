@@ -9,21 +9,33 @@ from __future__ import annotations
 import asyncio
 
 from mafine.artifacts import ModelRecord, SFTCount
+from mafine.config import Config
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows, write_rows
 from mafine.providers.base import Provider, TuningSpec
 from mafine.rundir import RunDir
 from mafine.seeds import tuning_seed
 from mafine.stages.roster import load_records
+from mafine.stages.stage import tuning_stage
 from mafine.ui import console
 
 
+def require_tuning(config: Config) -> None:
+    """Refuse, before anything is spent, a run that needs tuning on a provider that cannot
+    tune with these settings (its registry entry declares what it can do)."""
+    provider = config.provider
+    if not provider.capabilities.tuning:
+        hint = provider.entry.tuning_hint or "fine-tuning needs a provider that can tune"
+        raise MafineError(f"provider {provider.name} cannot tune models here; {hint}")
+
+
 async def finetune(run: RunDir, provider: Provider, iteration: int) -> list[ModelRecord]:
-    name = f"iter-{iteration}/finetune"
-    if run.stage_status(name) == "done" and run.models(iteration).exists():
-        console.print(f"{name}: models already tuned, skipped")
+    require_tuning(run.config)
+    stage = tuning_stage(run, iteration)
+    name = stage.name
+    if stage.skip("models already tuned"):
         return list(read_rows(run.models(iteration), ModelRecord))
-    with run.stage(name):
+    with stage.record():
         records = plan_models(run, iteration)
         _save(run, iteration, records)
         for index, record in enumerate(records):
@@ -127,9 +139,8 @@ async def _poll_until_done(
                     "error": status.error,
                 }
             )
-            console.print(
-                f"iter-{iteration}/finetune: agent {record.agent} {record.role} {status.state}"
-            )
+            name = tuning_stage(run, iteration).name
+            console.print(f"{name}: agent {record.agent} {record.role} {status.state}")
             _save(run, iteration, records)
         if not any(record.state == "submitted" for record in records):
             return records

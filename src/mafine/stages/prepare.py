@@ -6,15 +6,15 @@ import re
 from collections.abc import Iterator
 
 from mafine.artifacts import Problem
-from mafine.config import Config, DeepMindSource, FileSource, HubSource
+from mafine.config import Config
+from mafine.data.registry import SOURCES, Record
+from mafine.data.settings import SourceSettings
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows, write_rows
+from mafine.registry import resolve
 from mafine.rundir import RunDir
-from mafine.seeds import split_rng
+from mafine.stages.stage import prepare_stage
 from mafine.ui import console
-
-SPLITS = ("train", "eval")
-Record = tuple[str | None, str, str]  # (id or None, question, answer)
 
 
 def normalize_question(text: str) -> str:
@@ -23,10 +23,9 @@ def normalize_question(text: str) -> str:
 
 def prepare(run: RunDir) -> None:
     config = run.config
-    if prepared(run):
-        console.print("prepare: problems already drawn, skipped")
+    if prepare_stage(run).skip("problems already drawn"):
         return
-    with run.stage("prepare"):
+    with prepare_stage(run).record():
         train, evaluation = draw_problems(config)
         write_rows(run.problems("eval"), evaluation)
         write_rows(run.problems("train"), train)
@@ -37,9 +36,7 @@ def prepare(run: RunDir) -> None:
 
 
 def prepared(run: RunDir) -> bool:
-    return run.stage_status("prepare") == "done" and all(
-        run.problems(split).exists() for split in SPLITS
-    )
+    return prepare_stage(run).done()
 
 
 def load_problems(run: RunDir, split: str) -> list[Problem]:
@@ -60,14 +57,14 @@ def draw_problems(config: Config) -> tuple[list[Problem], list[Problem]]:
     data = config.data
     seen: set[str] = set()
     eval_source = data.eval_source or data.source
-    evaluation_records = _draw(_candidates(eval_source, config.seed), data.eval_size, seen)
+    evaluation_records = _draw(source_records(eval_source, config.seed), data.eval_size, seen)
     if len(evaluation_records) < data.eval_size:
         raise MafineError(
             f"{source_name(eval_source)} has {len(evaluation_records)} distinct problems; "
             f"data.eval_size asks for {data.eval_size}"
         )
     # From one source, train is the same seeded stream without the eval questions.
-    train_records = _draw(_candidates(data.source, config.seed), data.train_size, seen)
+    train_records = _draw(source_records(data.source, config.seed), data.train_size, seen)
     if len(train_records) < data.train_size:
         raise MafineError(
             f"{source_name(data.source)} has {len(train_records)} distinct problems left after "
@@ -108,33 +105,13 @@ def check_disjoint(train: list[Problem], evaluation: list[Problem]) -> None:
         )
 
 
-def source_name(source: DeepMindSource | FileSource | HubSource) -> str:
-    if isinstance(source, DeepMindSource):
-        return f"deepmind/{source.module} ({source.difficulty})"
-    if isinstance(source, HubSource):
-        from mafine.data.hub import describe
-
-        return describe(source)
-    return str(source.path)
+def source_name(source: SourceSettings) -> str:
+    return resolve(SOURCES.get(source.kind).describe)(source)
 
 
-def _candidates(source: DeepMindSource | FileSource | HubSource, seed: int) -> Iterator[Record]:
-    if isinstance(source, DeepMindSource):
-        from mafine.data.deepmind import iter_deepmind
-
-        for question, answer in iter_deepmind(source.module, source.difficulty, seed):
-            yield None, question, answer
-        return
-    if isinstance(source, HubSource):
-        from mafine.data.hub import iter_hub
-
-        yield from iter_hub(source, seed)
-        return
-    from mafine.data.files import iter_file
-
-    rows = list(iter_file(source))
-    split_rng(seed).shuffle(rows)
-    yield from rows
+def source_records(source: SourceSettings, seed: int) -> Iterator[Record]:
+    """The source's records in its seeded order (read by the reader its kind registers)."""
+    return resolve(SOURCES.get(source.kind).records)(source, seed)
 
 
 def _problem(record: Record, split: str, index: int, source: str) -> Problem:

@@ -9,6 +9,7 @@ from mafine.config import Config
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows
 from mafine.rundir import RunDir
+from mafine.stages.stage import tuning_stage
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def load_records(run: RunDir, iteration: int) -> list[ModelRecord]:
     if iteration == 0:
         return base_records(run.config)
     path = run.models(iteration)
-    if not path.exists() or run.stage_status(f"iter-{iteration}/finetune") != "done":
+    if not tuning_stage(run, iteration).done():
         raise MafineError(f"iteration {iteration} has no tuned models yet: run `mafine finetune`")
     return list(read_rows(path, ModelRecord))
 

@@ -12,8 +12,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from mafine.config import FakeSettings
 from mafine.providers.fake_gemini.solver import Solution, parse_number, solve_text, wrong_answer
+from mafine.providers.settings import FakeSettings
 
 Turn = tuple[str, str]  # (role, text)
 

@@ -26,8 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from mafine.config import FakeSettings
 from mafine.providers.fake_gemini import behaviour
+from mafine.providers.settings import FakeSettings
 
 FAKE_PROJECT = "fake-project"
 FAKE_LOCATION = "us-central1"

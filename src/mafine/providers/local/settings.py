@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mafine.schema import mutable_field
+
 
 class LocalSettings(BaseModel):
     """How the local provider loads, batches, samples from and tunes open models."""
@@ -33,11 +35,13 @@ class LocalSettings(BaseModel):
 
     # Generation.
     batch_size: int = Field(16, ge=1, description="rows per batched generate call")
-    batch_window_ms: float = Field(
+    batch_window_ms: float = mutable_field(
         5.0, ge=0.0, description="how long the batcher waits for requests arriving together"
     )
-    score_batch_size: int = Field(4, ge=1, description="rows per log-likelihood forward pass")
-    max_adapters: int = Field(
+    score_batch_size: int = mutable_field(
+        4, ge=1, description="rows per log-likelihood forward pass"
+    )
+    max_adapters: int = mutable_field(
         8, ge=1, description="LoRA adapters kept loaded; the least recently used is unloaded"
     )
 
@@ -68,4 +72,6 @@ class LocalSettings(BaseModel):
         description="data-parallel training processes (torchrun; one per GPU, or CPU "
         "processes); 1 trains in the provider's own process on the loaded model",
     )
-    log_every: int = Field(10, ge=1, description="optimizer steps between loss lines off a TTY")
+    log_every: int = mutable_field(
+        10, ge=1, description="optimizer steps between loss lines off a TTY"
+    )

@@ -1,13 +1,16 @@
 """`mafine grade`: grade a JSONL of responses, or a run's transcripts, with any grader.
 
+An application of the graders (it reads files, extracts, votes and writes), not grading logic.
+
 Two input shapes, told apart per row:
 - a response row `{"gold": ..., "response": ...}` (other fields are copied to the output);
 - a transcript row (`mafine.artifacts.Transcript`): `gold`, `problem_id` and
   `agents[].turns[].response`. Answers are extracted again from the responses (the config's
   fallbacks apply), the agents' final answers are voted again under this grader, and the row is
   correct when the new majority is.
-Each input row gives one output row, in order, with `correct`, `answer`, `rule` and `reason`
-(transcript rows also carry `votes` and the per-agent grades). No request is ever made.
+Each input row gives one output row, in order, with `correct`, `answer`, `rule`, `reason` and
+`grader` (the grader that decided: under `auto`, the one it asked; transcript rows also carry
+`votes` and the per-agent grades). No request is ever made.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mafine.artifacts import Transcript
 from mafine.atomic import atomic_open
 from mafine.errors import MafineError
 from mafine.grading import Grader, get_grader
@@ -37,6 +41,7 @@ class ResponseGrade:
     answer: str | None
     rule: str
     reason: str
+    grader: str
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class TranscriptGrade:
     correct: bool
     answer: str | None
     reason: str
+    grader: str
     votes: dict[str, int]
     agents: list[int]
     final: list[ResponseGrade]
@@ -169,13 +175,19 @@ def grade_responses(
         ]
     )
     return [
-        ResponseGrade(verdict.equal, extraction.answer, extraction.rule, verdict.reason)
+        ResponseGrade(
+            verdict.equal,
+            extraction.answer,
+            extraction.rule,
+            verdict.reason,
+            verdict.grader or grader.name,
+        )
         for extraction, verdict in zip(extractions, verdicts, strict=True)
     ]
 
 
 def grade_transcripts(
-    transcripts: Sequence[Any],
+    transcripts: Sequence[Transcript | dict[str, Any]],
     grader: Grader,
     fallbacks: Sequence[str] = (),
     tie_rng: TieRng | None = None,
@@ -221,6 +233,7 @@ def grade_transcripts(
             correct=verdict.equal,
             answer=winner,
             reason=verdict.reason,
+            grader=verdict.grader or grader.name,
             votes=counts,
             agents=[agent_ids[position] for position in per_row[number]],
             final=[final_grades[position] for position in per_row[number]],
@@ -283,6 +296,7 @@ def _transcripts(
                 "answer": grade.answer,
                 "rule": "vote",
                 "reason": grade.reason,
+                "grader": grade.grader,
                 "votes": grade.votes,
                 "agents": [
                     {"agent": agent, **asdict(final), "first": asdict(first)}
@@ -312,10 +326,9 @@ def _transcripts(
     return out_rows, summary
 
 
-def _as_dict(transcript: Any) -> dict[str, Any]:
+def _as_dict(transcript: Transcript | dict[str, Any]) -> dict[str, Any]:
     if isinstance(transcript, dict):
         return transcript
-    dump = getattr(transcript, "model_dump", None)
-    if dump is None:
+    if not isinstance(transcript, Transcript):
         raise TypeError(f"not a transcript: {type(transcript).__name__}")
-    return dump()
+    return transcript.model_dump()

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mafine.config import Config, config_dict, load_config
+from mafine.config import PACE_KEYS, Config, config_dict, load_config
 from mafine.errors import MafineError
 from mafine.ui import console
 
@@ -163,7 +163,7 @@ def is_finished(config: Config) -> bool:
     """Whether the config's run directory holds a finished run of exactly this config: its
     stored config is the same (iterations included), every recorded stage is done, and its
     metrics document is readable."""
-    from mafine.analysis.report import load_metrics
+    from mafine.analysis.metrics import load_metrics
 
     root = config.run_dir
     assert root is not None
@@ -186,8 +186,9 @@ def is_finished(config: Config) -> bool:
 
 def run_one(config: Config) -> Any:
     """One run, exactly as `mafine run` does it."""
-    from mafine.pipeline import open_session, run_all
+    from mafine.pipeline import run_all
     from mafine.rundir import RunDir
+    from mafine.stages.session import open_session
 
     with RunDir.open(config) as run:
 
@@ -233,7 +234,7 @@ def sweep(
     finished = [p.point.run_dir for p in result.points if p.status != "failed"]
     if finished:
         target = output or (finished[0].parent / COMPARISON_FILE)
-        result.comparison, comparison = write_comparison(finished, target)
+        result.comparison, comparison = write_comparison(finished, target, pace_keys=PACE_KEYS)
         console.print(comparison_table(comparison))
         console.print(f"comparison: {result.comparison}", markup=False)
     return result

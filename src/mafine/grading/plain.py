@@ -1,25 +1,29 @@
-"""The numeric grader: exact rational comparison for DeepMind- and GSM8K-style answers.
+"""The graders that need no sympy: `string` (the seed's) and `numeric` (exact rationals).
 
-Numbers are compared as `fractions.Fraction`, never floats: `-2.4` equals `-12/5` and
-`\\frac{-12}{5}`, while `0.421989476476` differs from `0.421989476477`. Comma-separated lists
-compare in order, element by element (a list may come in brackets); `True`/`False` compare
-case-insensitively and never equal a number. Light formatting is ignored: `$`, `\\$`, `%`,
-degrees, unit suffixes (`\\text{ cm}`, `18 dollars`), thousands separators (`1,000`,
-`1{,}000`, only when the gold is a single number), unicode minus, `x =`, `a \\times 10^{k}`.
-Answers that are not numbers (polynomials, letters) fall back to the string grader's
-normalised exact match. Pure Python, no sympy: hundreds of thousands of pairs/s.
+string: exact match after trivial-format normalisation (`normalize`).
+
+numeric: exact rational comparison for DeepMind- and GSM8K-style answers. Numbers are compared
+as `fractions.Fraction`, never floats: `-2.4` equals `-12/5` and `\\frac{-12}{5}`, while
+`0.421989476476` differs from `0.421989476477`. Comma-separated lists compare in order, element
+by element (a list may come in brackets); `True`/`False` compare case-insensitively and never
+equal a number. Light formatting is ignored: `$`, `\\$`, `%`, degrees, unit suffixes
+(`\\text{ cm}`, `18 dollars`), thousands separators (`1,000`, `1{,}000`, only when the gold is
+a single number), unicode minus, `x =`, `a \\times 10^{k}`. Answers that are not numbers
+(polynomials, letters) fall back to the string grader's normalised exact match. Pure Python:
+hundreds of thousands of pairs/s.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
-from mafine.grading.base import IDENTICAL, NO_ANSWER, BaseGrader, Pair, Verdict
-from mafine.grading.string import normalize as string_normalize
+from mafine.grading.base import IDENTICAL, NO_ANSWER, Grader, Pair, Verdict
+from mafine.grading.settings import GradingConfig
 
 Value = tuple[Fraction, ...] | bool
 
@@ -41,11 +45,56 @@ _LATEX_FRAC = re.compile(r"([+-]?)\\[dtc]?frac\s*\{([^{}]+)\}\s*\{([^{}]+)\}")
 _SHORT_FRAC = re.compile(r"([+-]?)\\[dtc]?frac\s*(\d)\s*(\d)")
 
 
-class NumericGrader(BaseGrader):
+_TEXT = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}")
+_EQUAL = Verdict(True, "equal after string normalisation")
+_DIFFERENT = Verdict(False, "different after string normalisation")
+
+
+def normalize(answer: str) -> str:
+    """Strip the formatting that never changes an answer's meaning.
+
+    Whitespace, surrounding `$`, a trailing period, `\\text{}` wrappers, a leading `+`, unicode
+    minus, and the spelling of plain decimal numbers (`-.30` and `-0.3` are the same string).
+    """
+    text = _TEXT.sub(r"\1", answer).replace("\\!", "").replace("−", "-")
+    text = "".join(text.split()).rstrip(".").strip("$").rstrip(".")
+    text = text.removeprefix("+")
+    if len(text) > 100 or not text or text[-1] not in "0123456789.":
+        return text.lower()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return text.lower()
+    if not number.is_finite() or abs(number.adjusted()) > 100:
+        return text.lower()
+    canonical = format(number.normalize(), "f")
+    return "0" if canonical in {"-0", "0"} else canonical
+
+
+class StringGrader(Grader):
+    name = "string"
+
+    def equivalent(self, gold: str, answer: str | None) -> bool:
+        return answer is not None and normalize(gold) == normalize(answer)
+
+    def verdict(self, gold: str, answer: str | None) -> Verdict:
+        if answer is None:
+            return NO_ANSWER
+        return _EQUAL if normalize(gold) == normalize(answer) else _DIFFERENT
+
+    def equivalent_many(self, pairs: Sequence[Pair]) -> list[Verdict]:
+        return [self.verdict(gold, answer) for gold, answer in pairs]
+
+    def settings(self) -> dict[str, Any]:
+        return {"name": self.name, "normalization": "whitespace, $, period, \\text, decimals"}
+
+
+class NumericGrader(Grader):
     name = "numeric"
 
-    def __init__(self, max_answer_chars: int = _MAX_CHARS) -> None:
-        self.max_answer_chars = max_answer_chars
+    def __init__(self, config: GradingConfig | None = None) -> None:
+        super().__init__(config)
+        self.max_answer_chars = self.config.max_answer_chars
 
     def equivalent_many(self, pairs: Sequence[Pair]) -> list[Verdict]:
         return [self._verdict(gold, answer) for gold, answer in pairs]
@@ -65,7 +114,7 @@ class NumericGrader(BaseGrader):
             return Verdict(False, f"answer longer than {self.max_answer_chars} characters")
         gold_value = parse_value(gold, True)
         if gold_value is None:
-            if string_normalize(gold) == string_normalize(answer):
+            if normalize(gold) == normalize(answer):
                 return Verdict(True, "not a number; equal as strings")
             return Verdict(False, "not a number; different as strings")
         answer_value = parse_answer(gold, gold_value, answer)

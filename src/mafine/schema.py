@@ -1,0 +1,62 @@
+"""What every settings model shares: strictness, and the marker of keys that may change.
+
+A field marked `json_schema_extra=MUTABLE` may change between invocations on one run
+directory: it changes how a run proceeds (limits, pacing, polling), never what it produces.
+`mutable_keys` derives the dotted keys from the markers, so the list is never kept by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticUndefined
+
+MUTABLE: dict[str, Any] = {"mutable": True}
+
+
+def mutable_field(default: Any = PydanticUndefined, **kwargs: Any) -> Any:
+    """`Field(default, ...)` marked MUTABLE: it may change on an existing run directory."""
+    return Field(default, json_schema_extra=MUTABLE, **kwargs)
+
+
+class Strict(BaseModel):
+    """A settings model that refuses unknown keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def mutable_keys(model: type[BaseModel], prefix: str = "") -> tuple[str, ...]:
+    """The dotted keys of `model` (and of the settings models it nests) marked MUTABLE."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and extra.get("mutable"):
+            keys.append(prefix + name)
+        for nested in _models(field.annotation):
+            keys.extend(mutable_keys(nested, f"{prefix}{name}."))
+    return tuple(keys)
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models(arg)]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Pydantic's errors as one line: `key.path: message` for each."""
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "value_error":
+            message = str(error["ctx"]["error"])  # our validators' own words
+        elif "input" in error and error["type"] not in {"missing"}:
+            shown = repr(error["input"])
+            if len(shown) <= 40:
+                message = f"{message} (got {shown})"
+        parts.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(parts)

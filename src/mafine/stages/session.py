@@ -1,0 +1,73 @@
+"""A session: an open run directory with its provider, journal and grader, which the stages
+share; and the sessions of the compared methods beside it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+from mafine.config import Config, variant_config
+from mafine.grading import Grader, get_grader
+from mafine.journal import Journal
+from mafine.providers import open_provider
+from mafine.providers.base import Provider, Sampling
+from mafine.rundir import RunDir
+
+
+@dataclass
+class Session:
+    """An open run directory with its provider, journal and grader."""
+
+    run: RunDir
+    provider: Provider
+    journal: Journal
+    grader: Grader
+
+
+@asynccontextmanager
+async def open_session(run: RunDir, provider: Provider | None = None) -> AsyncIterator[Session]:
+    """The run's session. The provider is the configured one, opened here and closed on exit,
+    unless `provider` is given: then that one is used and left open (the caller owns it; tests
+    give a scripted provider this way)."""
+    config = run.config
+    journal = Journal(run.journal)
+    try:
+        async with AsyncExitStack() as stack:
+            if provider is None:
+                provider = await stack.enter_async_context(
+                    open_provider(config.provider, config.seed, run.root)
+                )
+            grader = stack.enter_context(get_grader(config.grading))
+            yield Session(run, provider, journal, grader)
+    finally:
+        journal.close()
+
+
+@contextmanager
+def variant_runs(run: RunDir) -> Iterator[dict[str, RunDir]]:
+    """The compared methods' run directories, opened (and locked) beside the run."""
+    with ExitStack() as stack:
+        yield {
+            name: stack.enter_context(RunDir.open(variant_config(run.config, name)))
+            for name in run.config.evaluation.compare
+        }
+
+
+@asynccontextmanager
+async def variant_sessions(session: Session) -> AsyncIterator[dict[str, Session]]:
+    """Sessions for the compared methods: their own run directories, the shared provider,
+    journal and grader."""
+    with variant_runs(session.run) as runs:
+        yield {
+            name: Session(run, session.provider, session.journal, session.grader)
+            for name, run in runs.items()
+        }
+
+
+def sampling(config: Config) -> Sampling:
+    return Sampling(
+        temperature=config.sampling.temperature,
+        top_p=config.sampling.top_p,
+        max_output_tokens=config.sampling.max_output_tokens,
+    )
