@@ -232,8 +232,15 @@ def train_smollm2(root: Path, examples: int) -> dict:
                 },
             ]
             f.write(json.dumps({"messages": messages}) + "\n")
-    provider = local_provider(
-        SMOLLM2, lora_rank=8, lora_alpha=16.0, per_device_batch_size=4, learning_rate=5e-4
+    from rich.console import Console
+
+    provider = local_provider(  # stdout: figures only
+        SMOLLM2,
+        console=Console(stderr=True),
+        lora_rank=8,
+        lora_alpha=16.0,
+        per_device_batch_size=4,
+        learning_rate=5e-4,
     )
     spec = TuningSpec(
         display_name="bench-smollm2",
