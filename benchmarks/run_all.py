@@ -38,8 +38,9 @@ def main() -> None:
         "# Benchmarks\n\n"
         f"Written by `make bench` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"{platform.machine()} with {os.cpu_count()} cores, Python {platform.python_version()}. "
-        "Every figure comes from the fake provider or a tiny local model: they measure mafine, "
-        "not any model's accuracy.\n"
+        "Every figure comes from the fake provider, a tiny local model or SmolLM2-135M on the "
+        "CPU: they measure mafine's speed and memory, not any model's accuracy (real runs' "
+        "accuracy is in docs/results.md).\n"
     )
     OUTPUT.write_text("\n".join([header, *sections]))
     print(f"wrote {OUTPUT}")
