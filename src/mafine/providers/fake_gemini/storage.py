@@ -17,16 +17,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from mafine.providers.fake_gemini.routing import (
-    FAKE_LOCATION,
-    FakeError,
-    Reply,
-    Request,
-    Route,
-    json_body,
-    now,
-    route,
-)
+from mafine.providers.fake_gemini import routing
+from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.state import Collection
 
 
@@ -72,7 +64,7 @@ class Storage:
         with self._lock:
             generation = self._generation
             self._generation += 1
-            stamp = now()
+            stamp = routing.now()
             resource = {
                 "kind": "storage#object",
                 "id": f"{bucket}/{name}/{generation}",
@@ -129,7 +121,7 @@ class Storage:
         raise FakeError(400, f"unsupported uploadType {upload_type!r}")
 
     def _start_resumable(self, request: Request, bucket: str) -> Reply:
-        metadata = json_body(request) if request.body else {}
+        metadata = routing.json_body(request) if request.body else {}
         name = metadata.get("name") or request.query.get("name")
         if not name:
             raise FakeError(400, "resumable upload has no name")
@@ -211,7 +203,7 @@ class Storage:
                 "name": bucket,
                 "projectNumber": "0",
                 "metageneration": "1",
-                "location": FAKE_LOCATION.upper(),
+                "location": routing.FAKE_LOCATION.upper(),
                 "storageClass": "STANDARD",
                 "locationType": "region",
                 "timeCreated": "2026-01-01T00:00:00.000Z",
