@@ -29,6 +29,8 @@ from mafine.providers.fake_gemini.tuning import TUNED_NAME, TunedModel, Tuning
 INLINE_LIMIT_BYTES = 20 * 1024 * 1024
 ENDPOINT_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/endpoints/[^/]+")
 
+_VERTEX_JOBS = rf"{routing.VERTEX}/batchPredictionJobs"
+
 
 @dataclass
 class BatchJob:
@@ -61,24 +63,9 @@ class Batches:
         ),
         route("GET", rf"{routing.VERSION}/batches/(?P<id>[^/:]+)", "batch_get", "get_api_key"),
         route("GET", rf"{routing.VERSION}/batches", "batch_list", "list_api_key"),
-        route(
-            "GET",
-            rf"{routing.VERTEX}/batchPredictionJobs",
-            "batch_list",
-            "list_vertex",
-        ),
-        route(
-            "POST",
-            rf"{routing.VERTEX}/batchPredictionJobs",
-            "batch_create",
-            "create_vertex",
-        ),
-        route(
-            "GET",
-            rf"{routing.VERTEX}/batchPredictionJobs/(?P<id>[^/:]+)",
-            "batch_get",
-            "get_vertex",
-        ),
+        route("GET", _VERTEX_JOBS, "batch_list", "list_vertex"),
+        route("POST", _VERTEX_JOBS, "batch_create", "create_vertex"),
+        route("GET", _VERTEX_JOBS + r"/(?P<id>[^/:]+)", "batch_get", "get_vertex"),
     ]
 
     def __init__(

@@ -21,21 +21,18 @@ from mafine.providers.fake_gemini import routing
 from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.state import Collection
 
+_BUCKET = r"/storage/v1/b/(?P<bucket>[^/]+)"
+
 
 class Storage:
     """Objects by `gs://bucket/name`, with the metadata resource the JSON API returns."""
 
     ROUTES: ClassVar[list[Route]] = [
-        route("POST", r"/upload/storage/v1/b/(?P<bucket>[^/]+)/o", "upload", "upload"),
-        route("PUT", r"/upload/storage/v1/b/(?P<bucket>[^/]+)/o", "upload", "upload"),
-        route(
-            "GET",
-            r"/(?:download/)?storage/v1/b/(?P<bucket>[^/]+)/o/(?P<name>.+)",
-            "object_get",
-            "get_object",
-        ),
-        route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)/o", "object_list", "list_objects"),
-        route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", "bucket_get", "get_bucket"),
+        route("POST", "/upload" + _BUCKET + "/o", "upload", "upload"),
+        route("PUT", "/upload" + _BUCKET + "/o", "upload", "upload"),
+        route("GET", r"(?:/download)?" + _BUCKET + "/o/(?P<name>.+)", "object_get", "get_object"),
+        route("GET", _BUCKET + "/o", "object_list", "list_objects"),
+        route("GET", _BUCKET, "bucket_get", "get_bucket"),
     ]
 
     def __init__(self, url: Callable[[], str], state: Collection) -> None:

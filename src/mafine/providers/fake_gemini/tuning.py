@@ -23,6 +23,9 @@ from mafine.providers.fake_gemini.state import Collection
 
 TUNED_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/(?:models|endpoints)/(\d+)")
 
+_JOBS = rf"{routing.VERTEX}/tuningJobs"
+_JOB = _JOBS + r"/(?P<id>[^/:]+)"
+
 
 @dataclass
 class TunedModel:
@@ -58,20 +61,10 @@ class Tuning:
     """Tuning jobs and the tuned models they make (numbered alike: job N makes model N)."""
 
     ROUTES: ClassVar[list[Route]] = [
-        route("POST", rf"{routing.VERTEX}/tuningJobs", "tuning_create", "create_job"),
-        route("GET", rf"{routing.VERTEX}/tuningJobs", "tuning_list", "list_jobs"),
-        route(
-            "GET",
-            rf"{routing.VERTEX}/tuningJobs/(?P<id>[^/:]+)",
-            "tuning_get",
-            "get_job",
-        ),
-        route(
-            "POST",
-            rf"{routing.VERTEX}/tuningJobs/(?P<id>[^/:]+):cancel",
-            "tuning_cancel",
-            "cancel_job",
-        ),
+        route("POST", _JOBS, "tuning_create", "create_job"),
+        route("GET", _JOBS, "tuning_list", "list_jobs"),
+        route("GET", _JOB, "tuning_get", "get_job"),
+        route("POST", _JOB + ":cancel", "tuning_cancel", "cancel_job"),
     ]
 
     def __init__(
