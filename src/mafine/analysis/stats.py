@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -73,9 +73,6 @@ class MethodRow:
     ci_low: float
     ci_high: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class PairedTest:
@@ -105,9 +102,6 @@ class ComparisonRow:
     only_reference: int
     p_value: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class SeedAggregate:
@@ -121,9 +115,6 @@ class SeedAggregate:
     minimum: float
     maximum: float
     values: tuple[float, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # Single methods ---------------------------------------------------------------------------

@@ -35,8 +35,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
-
 from mafine.artifacts import BatchRecord, Completion
 from mafine.errors import MafineError
 from mafine.jsonl import AppendLog, iter_log
@@ -55,7 +53,6 @@ from mafine.providers.gemini import (
     is_blocked,
     join_gcs,
 )
-from mafine.providers.limits import classify
 
 STATE_FILE = "batches.jsonl"
 # A partially succeeded job is done: its missing results are asked for again (_run_job).
@@ -430,23 +427,8 @@ class BatchProvider(ProviderBase):
     async def _call(self, call: Any, model: str, retry: bool = True) -> Any:
         """A control-plane call, retried on transient errors (creation is never retried: a lost
         reply may hide a created job, which the display-name lookup finds on the next run)."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(
-                lambda exc: retry and classify(exc).kind in ("transient", "rate_limit")
-            ),
-            wait=lambda state: self.inner._backoff(state.attempt_number),
-            stop=stop_after_attempt(self.settings.max_attempts),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await call()
-        except MafineError:
-            raise
-        except Exception as exc:
-            raise self.inner.user_error(exc, model) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        with self.inner.user_errors(model):
+            return await self.inner.retrier.call_async(call, retry)
 
 
 async def _get_unless_gone(client: Any, job_name: str) -> Any:

@@ -100,15 +100,25 @@ class Retrier:
 
     def call(self, call: Callable[[], T], retry_transient: bool = True) -> T:
         """A synchronous control-plane call, retried on transient errors and 429s."""
-        retrying = Retrying(
-            retry=retry_if_exception(
+        return Retrying(**self._control(retry_transient))(call)
+
+    async def call_async(self, call: Callable[[], Awaitable[T]], retry: bool = True) -> T:
+        """An asynchronous control-plane call, retried as `call` retries."""
+        async for try_ in AsyncRetrying(**self._control(retry)):
+            with try_:
+                result = await call()
+        return result
+
+    def _control(self, retry_transient: bool) -> dict[str, Any]:
+        """Tenacity's settings for a control-plane call: `max_attempts` tries at most."""
+        return {
+            "retry": retry_if_exception(
                 lambda exc: retry_transient and classify(exc).kind in ("transient", "rate_limit")
             ),
-            wait=lambda state: self.policy.backoff(state.attempt_number),
-            stop=stop_after_attempt(self.policy.max_attempts),
-            reraise=True,
-        )
-        return retrying(call)
+            "wait": lambda state: self.policy.backoff(state.attempt_number),
+            "stop": stop_after_attempt(self.policy.max_attempts),
+            "reraise": True,
+        }
 
     def _should_retry(self, exc: BaseException, tries: Tries) -> bool:
         if isinstance(exc, AskAgain):

@@ -18,20 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+from mafine.providers.fake_gemini import routing
 from mafine.providers.fake_gemini.generation import Generation, base_model
-from mafine.providers.fake_gemini.routing import (
-    PARENT,
-    VERSION,
-    FakeError,
-    Reply,
-    Request,
-    Route,
-    json_body,
-    now,
-    require_api_key,
-    require_auth,
-    route,
-)
+from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.fake_gemini.state import Collection
 from mafine.providers.fake_gemini.storage import Storage
@@ -39,6 +28,8 @@ from mafine.providers.fake_gemini.tuning import TUNED_NAME, TunedModel, Tuning
 
 INLINE_LIMIT_BYTES = 20 * 1024 * 1024
 ENDPOINT_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/endpoints/[^/]+")
+
+_VERTEX_JOBS = rf"{routing.VERTEX}/batchPredictionJobs"
 
 
 @dataclass
@@ -66,20 +57,15 @@ class Batches:
     ROUTES: ClassVar[list[Route]] = [
         route(
             "POST",
-            rf"{VERSION}/models/(?P<model>[^/:]+):batchGenerateContent",
+            rf"{routing.VERSION}/models/(?P<model>[^/:]+):batchGenerateContent",
             "batch_create",
             "create_api_key",
         ),
-        route("GET", rf"{VERSION}/batches/(?P<id>[^/:]+)", "batch_get", "get_api_key"),
-        route("GET", rf"{VERSION}/batches", "batch_list", "list_api_key"),
-        route("GET", rf"{VERSION}{PARENT}/batchPredictionJobs", "batch_list", "list_vertex"),
-        route("POST", rf"{VERSION}{PARENT}/batchPredictionJobs", "batch_create", "create_vertex"),
-        route(
-            "GET",
-            rf"{VERSION}{PARENT}/batchPredictionJobs/(?P<id>[^/:]+)",
-            "batch_get",
-            "get_vertex",
-        ),
+        route("GET", rf"{routing.VERSION}/batches/(?P<id>[^/:]+)", "batch_get", "get_api_key"),
+        route("GET", rf"{routing.VERSION}/batches", "batch_list", "list_api_key"),
+        route("GET", _VERTEX_JOBS, "batch_list", "list_vertex"),
+        route("POST", _VERTEX_JOBS, "batch_create", "create_vertex"),
+        route("GET", _VERTEX_JOBS + r"/(?P<id>[^/:]+)", "batch_get", "get_vertex"),
     ]
 
     def __init__(
@@ -101,7 +87,7 @@ class Batches:
 
     # ---- Gemini API (API key) --------------------------------------------------------
     def create_api_key(self, request: Request, model: str) -> Reply:
-        require_api_key(request)
+        routing.require_api_key(request)
         # Inline requests must keep the whole request under 20 MB; larger batches belong in
         # an input file (https://ai.google.dev/gemini-api/docs/batch-api#inline-requests).
         # The refusal is Google's front end's 400 on an oversized body, whose wording is
@@ -111,7 +97,7 @@ class Batches:
                 400, f"Request payload size exceeds the limit: {INLINE_LIMIT_BYTES} bytes."
             )
         base = base_model(self._settings(), model, "batchGenerateContent")
-        batch = json_body(request).get("batch") or {}
+        batch = routing.json_body(request).get("batch") or {}
         inlined = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests")
         if not isinstance(inlined, list) or not inlined:
             raise FakeError(400, "batch.inputConfig.requests.requests is required")
@@ -125,11 +111,11 @@ class Batches:
         return Reply.json(200, _mldev_resource(job))
 
     def get_api_key(self, request: Request, id: str) -> Reply:
-        require_api_key(request)
+        routing.require_api_key(request)
         return Reply.json(200, _mldev_resource(self._poll(id, "mldev")))
 
     def list_api_key(self, request: Request) -> Reply:
-        require_api_key(request)
+        routing.require_api_key(request)
         with self._lock:
             jobs = [j for j in self.jobs.values() if j.backend == "mldev"]
         jobs.sort(key=lambda j: -j.number)
@@ -137,8 +123,8 @@ class Batches:
 
     # ---- Vertex AI -------------------------------------------------------------------
     def create_vertex(self, request: Request, project: str, location: str) -> Reply:
-        require_auth(request)
-        body = json_body(request)
+        routing.require_auth(request)
+        body = routing.json_body(request)
         model = str(body.get("model") or "")
         if ENDPOINT_NAME.fullmatch(model):
             # A batch prediction job names a Model resource, never an Endpoint: a tuned
@@ -184,11 +170,11 @@ class Batches:
         return Reply.json(200, _vertex_resource(job))
 
     def get_vertex(self, request: Request, project: str, location: str, id: str) -> Reply:
-        require_auth(request)
+        routing.require_auth(request)
         return Reply.json(200, _vertex_resource(self._poll(id, "vertex")))
 
     def list_vertex(self, request: Request, project: str, location: str) -> Reply:
-        require_auth(request)
+        routing.require_auth(request)
         parent = f"projects/{project}/locations/{location}"
         with self._lock:
             jobs = [j for j in self.jobs.values() if j.parent == parent]
@@ -205,7 +191,7 @@ class Batches:
                 backend=backend,
                 model=model,
                 display_name=str(display or f"batch-{number}"),
-                create_time=now(),
+                create_time=routing.now(),
                 requests=lines,
             )
             self.jobs[number] = job
@@ -269,7 +255,7 @@ class Batches:
         for line, result in zip(job.requests, job.results, strict=True):
             if result is None:  # never attempted: no output line
                 continue
-            row = {"status": "", "processed_time": now(), "request": line["request"]}
+            row = {"status": "", "processed_time": routing.now(), "request": line["request"]}
             if "response" in result:
                 row["response"] = result["response"]
             else:
@@ -297,11 +283,11 @@ def _mldev_resource(job: BatchJob) -> dict[str, Any]:
         "model": job.model,
         "state": f"BATCH_STATE_{job.state}",
         "createTime": job.create_time,
-        "updateTime": now(),
+        "updateTime": routing.now(),
     }
     operation: dict[str, Any] = {"name": name, "metadata": metadata}
     if job.state == "SUCCEEDED":
-        metadata["endTime"] = now()
+        metadata["endTime"] = routing.now()
         metadata["output"] = {"inlinedResponses": {"inlinedResponses": job.results}}
         operation["done"] = True
         operation["response"] = {
@@ -319,7 +305,7 @@ def _vertex_resource(job: BatchJob) -> dict[str, Any]:
         "model": job.model,
         "state": f"JOB_STATE_{job.state}",
         "createTime": job.create_time,
-        "updateTime": now(),
+        "updateTime": routing.now(),
         "inputConfig": job.input_config,
         "outputConfig": {
             "predictionsFormat": "jsonl",
@@ -329,7 +315,7 @@ def _vertex_resource(job: BatchJob) -> dict[str, Any]:
     if job.state in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"):
         incomplete = sum(1 for r in job.results if r is None)
         failed = sum(1 for r in job.results if r is not None and "error" in r)
-        resource["endTime"] = now()
+        resource["endTime"] = routing.now()
         resource["outputInfo"] = {"gcsOutputDirectory": job.output_dir}
         resource["completionStats"] = {
             "successfulCount": str(len(job.results) - failed - incomplete),

@@ -16,19 +16,8 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
-from mafine.providers.fake_gemini import behaviour
-from mafine.providers.fake_gemini.routing import (
-    PARENT,
-    VERSION,
-    FakeError,
-    Reply,
-    Request,
-    Route,
-    json_body,
-    require_api_key,
-    require_auth,
-    route,
-)
+from mafine.providers.fake_gemini import behaviour, routing
+from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.settings import FakeSettings
 
 
@@ -60,23 +49,30 @@ class Generation:
     """Answers generation requests; counts each distinct (path, body) in `generate_keys`."""
 
     ROUTES: ClassVar[list[Route]] = [
-        route("POST", rf"{VERSION}/models/(?P<model>[^/:]+){_METHOD}", "generate", "api_key"),
+        route(
+            "POST", rf"{routing.VERSION}/models/(?P<model>[^/:]+){_METHOD}", "generate", "api_key"
+        ),
         route(
             "POST",
-            rf"{VERSION}{PARENT}/publishers/google/models/(?P<model>[^/:]+){_METHOD}",
+            rf"{routing.VERTEX}/publishers/google/models/(?P<model>[^/:]+){_METHOD}",
             "generate",
             "vertex",
         ),
         route(
             "POST",
-            rf"{VERSION}{PARENT}/(?P<collection>endpoints|models)/(?P<id>[^/:]+){_METHOD}",
+            rf"{routing.VERTEX}/(?P<collection>endpoints|models)/(?P<id>[^/:]+){_METHOD}",
             "generate",
             "tuned",
         ),
-        route("POST", rf"{VERSION}/models/(?P<model>[^/:]+):countTokens", "count", "count_api_key"),
         route(
             "POST",
-            rf"{VERSION}{PARENT}/publishers/google/models/(?P<model>[^/:]+):countTokens",
+            rf"{routing.VERSION}/models/(?P<model>[^/:]+):countTokens",
+            "count",
+            "count_api_key",
+        ),
+        route(
+            "POST",
+            rf"{routing.VERTEX}/publishers/google/models/(?P<model>[^/:]+):countTokens",
             "count",
             "count_vertex",
         ),
@@ -94,7 +90,7 @@ class Generation:
 
     # ---- routes ----------------------------------------------------------------------
     def api_key(self, request: Request, model: str, method: str) -> Reply:
-        require_api_key(request)
+        routing.require_api_key(request)
         refused = self._refuse_key(request)
         if refused is not None:
             return refused
@@ -103,24 +99,24 @@ class Generation:
     def vertex(
         self, request: Request, project: str, location: str, model: str, method: str
     ) -> Reply:
-        require_auth(request)
+        routing.require_auth(request)
         return self._generate(request, self.vertex_model(project, location, model), None)
 
     # countTokens is free and answers per model and location: the cheapest proof that a key
     # works and a location serves a model (https://ai.google.dev/api/tokens,
     # https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/count-tokens).
     def count_api_key(self, request: Request, model: str) -> Reply:
-        require_api_key(request)
+        routing.require_api_key(request)
         refused = self._refuse_key(request)
         if refused is not None:
             return refused
         self.base_model(model)
-        return Reply.json(200, {"totalTokens": _count(json_body(request))})
+        return Reply.json(200, {"totalTokens": _count(routing.json_body(request))})
 
     def count_vertex(self, request: Request, project: str, location: str, model: str) -> Reply:
-        require_auth(request)
+        routing.require_auth(request)
         self.vertex_model(project, location, model)
-        body = json_body(request)
+        body = routing.json_body(request)
         return Reply.json(200, {"totalTokens": _count(body), "totalBillableCharacters": 0})
 
     def _refuse_key(self, request: Request) -> Reply | None:
@@ -150,7 +146,7 @@ class Generation:
     def tuned(
         self, request: Request, project: str, location: str, collection: str, id: str, method: str
     ) -> Reply:
-        require_auth(request)
+        routing.require_auth(request)
         tuned = self._tuning.model(int(id)) if id.isdigit() else None
         if tuned is None:
             raise FakeError(404, f"{collection} {id} not found")
@@ -184,7 +180,7 @@ class Generation:
         return name
 
     def _generate(self, request: Request, model: str, tuned: TunedModel | None) -> Reply:
-        body = json_body(request)
+        body = routing.json_body(request)
         payload = self.answer(request.path, body, model, tuned)
         if request.path.endswith(":streamGenerateContent"):
             data = json.dumps(payload, ensure_ascii=False, sort_keys=True)

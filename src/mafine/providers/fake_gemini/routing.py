@@ -19,7 +19,8 @@ FAKE_PROJECT = "fake-project"
 FAKE_LOCATION = "us-central1"
 
 VERSION = r"/(?:v1|v1beta|v1beta1)"
-PARENT = r"/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+# A Vertex AI resource's parent, after the version.
+VERTEX = VERSION + r"/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",

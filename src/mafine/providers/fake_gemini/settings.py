@@ -9,7 +9,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
-from mafine.schema import MUTABLE, Strict
+from mafine.schema import Strict, mutable_field
 
 FaultKind = Literal[
     "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety", "malformed",
@@ -39,9 +39,7 @@ class FakeSettings(Strict):
         description="serve Gemini 3 base models on Vertex only from global/us/eu, as Vertex "
         "does (a single region answers 404)",
     )
-    batch_polls: int = Field(
-        1, ge=0, description="polls before a fake batch job finishes", json_schema_extra=MUTABLE
-    )
+    batch_polls: int = mutable_field(1, ge=0, description="polls before a fake batch job finishes")
     batch_incomplete_rate: float = Field(
         0.0,
         ge=0.0,
@@ -50,36 +48,22 @@ class FakeSettings(Strict):
         "JOB_STATE_PARTIALLY_SUCCEEDED)",
     )
     # Latency and fault injection (all deterministic per request and attempt).
-    latency_s: float = Field(
-        0.0, ge=0.0, description="added to every generation request", json_schema_extra=MUTABLE
+    latency_s: float = mutable_field(0.0, ge=0.0, description="added to every generation request")
+    fault_rate: float = mutable_field(
+        0.0, ge=0.0, le=1.0, description="share of generation attempts answered with a fault"
     )
-    fault_rate: float = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="share of generation attempts answered with a fault",
-        json_schema_extra=MUTABLE,
-    )
-    fault_kinds: list[FaultKind] = Field(
+    fault_kinds: list[FaultKind] = mutable_field(
         default_factory=lambda: list(FAULT_KINDS),
         description="faults drawn from (uniformly) when an attempt is faulty",
-        json_schema_extra=MUTABLE,
     )
-    fault_seed: int = Field(
-        0, description="seeds the draw of faulty attempts", json_schema_extra=MUTABLE
+    fault_seed: int = mutable_field(0, description="seeds the draw of faulty attempts")
+    retry_delay_s: float = mutable_field(
+        1.0, ge=0.0, description="RetryInfo delay of an injected 429"
     )
-    retry_delay_s: float = Field(
-        1.0, ge=0.0, description="RetryInfo delay of an injected 429", json_schema_extra=MUTABLE
+    hang_s: float = mutable_field(30.0, ge=0.0, description="how long an injected hang lasts")
+    daily_quota: bool = mutable_field(
+        False, description="answer every generation with a per-day 429"
     )
-    hang_s: float = Field(
-        30.0, ge=0.0, description="how long an injected hang lasts", json_schema_extra=MUTABLE
-    )
-    daily_quota: bool = Field(
-        False, description="answer every generation with a per-day 429", json_schema_extra=MUTABLE
-    )
-    requests_per_minute: int | None = Field(
-        None,
-        ge=1,
-        description="server-side limit: 429 past this many requests in 60 s",
-        json_schema_extra=MUTABLE,
+    requests_per_minute: int | None = mutable_field(
+        None, ge=1, description="server-side limit: 429 past this many requests in 60 s"
     )

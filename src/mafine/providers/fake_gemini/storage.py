@@ -17,33 +17,22 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from mafine.providers.fake_gemini.routing import (
-    FAKE_LOCATION,
-    FakeError,
-    Reply,
-    Request,
-    Route,
-    json_body,
-    now,
-    route,
-)
+from mafine.providers.fake_gemini import routing
+from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.state import Collection
+
+_BUCKET = r"/storage/v1/b/(?P<bucket>[^/]+)"
 
 
 class Storage:
     """Objects by `gs://bucket/name`, with the metadata resource the JSON API returns."""
 
     ROUTES: ClassVar[list[Route]] = [
-        route("POST", r"/upload/storage/v1/b/(?P<bucket>[^/]+)/o", "upload", "upload"),
-        route("PUT", r"/upload/storage/v1/b/(?P<bucket>[^/]+)/o", "upload", "upload"),
-        route(
-            "GET",
-            r"/(?:download/)?storage/v1/b/(?P<bucket>[^/]+)/o/(?P<name>.+)",
-            "object_get",
-            "get_object",
-        ),
-        route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)/o", "object_list", "list_objects"),
-        route("GET", r"/storage/v1/b/(?P<bucket>[^/]+)", "bucket_get", "get_bucket"),
+        route("POST", "/upload" + _BUCKET + "/o", "upload", "upload"),
+        route("PUT", "/upload" + _BUCKET + "/o", "upload", "upload"),
+        route("GET", r"(?:/download)?" + _BUCKET + "/o/(?P<name>.+)", "object_get", "get_object"),
+        route("GET", _BUCKET + "/o", "object_list", "list_objects"),
+        route("GET", _BUCKET, "bucket_get", "get_bucket"),
     ]
 
     def __init__(self, url: Callable[[], str], state: Collection) -> None:
@@ -72,7 +61,7 @@ class Storage:
         with self._lock:
             generation = self._generation
             self._generation += 1
-            stamp = now()
+            stamp = routing.now()
             resource = {
                 "kind": "storage#object",
                 "id": f"{bucket}/{name}/{generation}",
@@ -129,7 +118,7 @@ class Storage:
         raise FakeError(400, f"unsupported uploadType {upload_type!r}")
 
     def _start_resumable(self, request: Request, bucket: str) -> Reply:
-        metadata = json_body(request) if request.body else {}
+        metadata = routing.json_body(request) if request.body else {}
         name = metadata.get("name") or request.query.get("name")
         if not name:
             raise FakeError(400, "resumable upload has no name")
@@ -211,7 +200,7 @@ class Storage:
                 "name": bucket,
                 "projectNumber": "0",
                 "metageneration": "1",
-                "location": FAKE_LOCATION.upper(),
+                "location": routing.FAKE_LOCATION.upper(),
                 "storageClass": "STANDARD",
                 "locationType": "region",
                 "timeCreated": "2026-01-01T00:00:00.000Z",

@@ -15,24 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from mafine.providers.fake_gemini import behaviour
+from mafine.providers.fake_gemini import behaviour, routing
 from mafine.providers.fake_gemini.generation import base_model
-from mafine.providers.fake_gemini.routing import (
-    PARENT,
-    VERSION,
-    FakeError,
-    Reply,
-    Request,
-    Route,
-    json_body,
-    now,
-    require_auth,
-    route,
-)
+from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.fake_gemini.state import Collection
 
 TUNED_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/(?:models|endpoints)/(\d+)")
+
+_JOBS = rf"{routing.VERTEX}/tuningJobs"
+_JOB = _JOBS + r"/(?P<id>[^/:]+)"
 
 
 @dataclass
@@ -69,15 +61,10 @@ class Tuning:
     """Tuning jobs and the tuned models they make (numbered alike: job N makes model N)."""
 
     ROUTES: ClassVar[list[Route]] = [
-        route("POST", rf"{VERSION}{PARENT}/tuningJobs", "tuning_create", "create_job"),
-        route("GET", rf"{VERSION}{PARENT}/tuningJobs", "tuning_list", "list_jobs"),
-        route("GET", rf"{VERSION}{PARENT}/tuningJobs/(?P<id>[^/:]+)", "tuning_get", "get_job"),
-        route(
-            "POST",
-            rf"{VERSION}{PARENT}/tuningJobs/(?P<id>[^/:]+):cancel",
-            "tuning_cancel",
-            "cancel_job",
-        ),
+        route("POST", _JOBS, "tuning_create", "create_job"),
+        route("GET", _JOBS, "tuning_list", "list_jobs"),
+        route("GET", _JOB, "tuning_get", "get_job"),
+        route("POST", _JOB + ":cancel", "tuning_cancel", "cancel_job"),
     ]
 
     def __init__(
@@ -108,8 +95,8 @@ class Tuning:
 
     # ---- routes ----------------------------------------------------------------------
     def create_job(self, request: Request, project: str, location: str) -> Reply:
-        require_auth(request)
-        body = json_body(request)
+        routing.require_auth(request)
+        body = routing.json_body(request)
         spec = body.get("supervisedTuningSpec") or {}
         uri = spec.get("trainingDatasetUri")
         if not isinstance(uri, str) or not uri:
@@ -137,7 +124,7 @@ class Tuning:
                 location=location,
                 base_model=base,
                 display_name=str(body.get("tunedModelDisplayName") or f"tuned-{number}"),
-                create_time=now(),
+                create_time=routing.now(),
                 memory=None if memory is None else {**parent_memory, **memory},
                 error=error,
                 pre_tuned=str(pre) if pre else None,
@@ -147,11 +134,9 @@ class Tuning:
             return Reply.json(200, _resource(job, body))
 
     def get_job(self, request: Request, project: str, location: str, id: str) -> Reply:
-        require_auth(request)
+        routing.require_auth(request)
         with self._lock:
-            job = self.jobs.get(int(id)) if id.isdigit() else None
-            if job is None:
-                raise FakeError(404, f"tuning job {id} not found")
+            job = self._job(id)
             if job.state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
                 if job.error is not None:
                     job.state = "JOB_STATE_FAILED"
@@ -167,18 +152,16 @@ class Tuning:
             return Reply.json(200, _resource(job))
 
     def cancel_job(self, request: Request, project: str, location: str, id: str) -> Reply:
-        require_auth(request)
+        routing.require_auth(request)
         with self._lock:
-            job = self.jobs.get(int(id)) if id.isdigit() else None
-            if job is None:
-                raise FakeError(404, f"tuning job {id} not found")
+            job = self._job(id)
             if job.state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
                 job.state = "JOB_STATE_CANCELLED"
                 self._save(job)
             return Reply.json(200, {})
 
     def list_jobs(self, request: Request, project: str, location: str) -> Reply:
-        require_auth(request)
+        routing.require_auth(request)
         size = int(request.query.get("pageSize") or 100)
         start = int(request.query.get("pageToken") or 0)
         with self._lock:
@@ -192,6 +175,13 @@ class Tuning:
         if start + size < len(jobs):
             payload["nextPageToken"] = str(start + size)
         return Reply.json(200, payload)
+
+    def _job(self, id: str) -> TuningJob:
+        """The job a route names (called under the lock); 404 if there is none."""
+        job = self.jobs.get(int(id)) if id.isdigit() else None
+        if job is None:
+            raise FakeError(404, f"tuning job {id} not found")
+        return job
 
     def _save(self, job: TuningJob) -> None:
         self._state.put(str(job.number), dataclasses.asdict(job))
@@ -237,8 +227,8 @@ def _resource(job: TuningJob, request_body: dict | None = None) -> dict[str, Any
             "model": f"{parent}/models/{job.number}",
             "endpoint": f"{parent}/endpoints/{job.number}",
         }
-        resource["endTime"] = now()
+        resource["endTime"] = routing.now()
     if job.state == "JOB_STATE_FAILED":
         resource["error"] = {"code": 400, "message": job.error}
-        resource["endTime"] = now()
+        resource["endTime"] = routing.now()
     return resource

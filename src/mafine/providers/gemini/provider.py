@@ -14,6 +14,8 @@ this module produces.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mafine.artifacts import Completion
@@ -170,9 +172,6 @@ class GeminiProvider(VertexTuning, ProviderBase):
             self._notice("max_tokens", f"gemini: {warning}")
         return completion
 
-    def _backoff(self, attempt: int) -> float:
-        return self.retrier.policy.backoff(attempt)
-
     def user_error(self, exc: Exception, model: str, tries: Tries | None = None) -> MafineError:
         """An exception as one line the user can act on; QuotaExhausted also stops the provider."""
         error = errors.user_error(
@@ -187,6 +186,16 @@ class GeminiProvider(VertexTuning, ProviderBase):
         if isinstance(error, QuotaExhausted):
             self._stopped = error
         return error
+
+    @contextmanager
+    def user_errors(self, model: str) -> Iterator[None]:
+        """Any error but a `MafineError` raised inside becomes `user_error`'s one line."""
+        try:
+            yield
+        except MafineError:
+            raise
+        except Exception as exc:
+            raise self.user_error(exc, model) from None
 
     def redact(self, text: str) -> str:
         return errors.redact(text, self._connection)
@@ -203,12 +212,8 @@ class GeminiProvider(VertexTuning, ProviderBase):
 
     def control_call(self, call: Any, model: str, retry_transient: bool = True) -> Any:
         """A synchronous control-plane call, retried on transient errors and 429s."""
-        try:
+        with self.user_errors(model):
             return self.retrier.call(call, retry_transient)
-        except MafineError:
-            raise
-        except Exception as exc:
-            raise self.user_error(exc, model) from None
 
     async def aclose(self) -> None:
         summary = self.finishes.summary()

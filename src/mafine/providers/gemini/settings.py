@@ -6,15 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mafine.schema import MUTABLE, Strict
+from mafine.schema import Strict, mutable_field
 
 
 class GeminiSettings(Strict):
     """How the gemini provider reaches Gemini, paces, retries and thinks. Keys marked MUTABLE
     change how a run proceeds, never what it produces (`mafine.schema`)."""
 
-    api_key_env: str = Field(
-        "GEMINI_API_KEY", description="environment variable with the key", json_schema_extra=MUTABLE
+    api_key_env: str = mutable_field(
+        "GEMINI_API_KEY", description="environment variable with the key"
     )
     vertex: bool = Field(False, description="use Vertex AI (needed for tuning)")
     project: str | None = None
@@ -38,48 +38,31 @@ class GeminiSettings(Strict):
         "lowest",
         description="Gemini 2.5, thinking tokens; lowest: 0 (off; Pro: 128); -1: dynamic",
     )
-    max_tokens_warn_share: float = Field(
+    max_tokens_warn_share: float = mutable_field(
         0.1,
         ge=0.0,
         le=1.0,
         description="warn once this share of responses ends at max_output_tokens",
-        json_schema_extra=MUTABLE,
     )
     # Pacing (docs/gemini.md lists each tier's defaults); none of these changes a response.
-    tier: Literal["free", "tier1", "tier2", "tier3", "none"] = Field(
-        "tier1",
-        description="usage tier whose limits pace requests; none: no client-side pacing",
-        json_schema_extra=MUTABLE,
+    tier: Literal["free", "tier1", "tier2", "tier3", "none"] = mutable_field(
+        "tier1", description="usage tier whose limits pace requests; none: no client-side pacing"
     )
-    requests_per_minute: float | None = Field(
-        None,
-        gt=0,
-        description="client-side request limit (overrides the tier's)",
-        json_schema_extra=MUTABLE,
+    requests_per_minute: float | None = mutable_field(
+        None, gt=0, description="client-side request limit (overrides the tier's)"
     )
-    tokens_per_minute: float | None = Field(
-        None,
-        gt=0,
-        description="client-side input-token limit (overrides the tier's)",
-        json_schema_extra=MUTABLE,
+    tokens_per_minute: float | None = mutable_field(
+        None, gt=0, description="client-side input-token limit (overrides the tier's)"
     )
-    max_attempts: int = Field(
-        8,
-        ge=1,
-        description="tries per request on 5xx, timeouts and dropped connections",
-        json_schema_extra=MUTABLE,
+    max_attempts: int = mutable_field(
+        8, ge=1, description="tries per request on 5xx, timeouts and dropped connections"
     )
-    retry_initial_s: float = Field(
-        1.0, gt=0, description="first backoff; doubles, with jitter", json_schema_extra=MUTABLE
+    retry_initial_s: float = mutable_field(
+        1.0, gt=0, description="first backoff; doubles, with jitter"
     )
-    retry_max_s: float = Field(
-        60.0, gt=0, description="longest single backoff", json_schema_extra=MUTABLE
-    )
-    rate_limit_wait_s: float = Field(
-        900.0,
-        gt=0,
-        description="longest total wait on per-minute 429s for one request",
-        json_schema_extra=MUTABLE,
+    retry_max_s: float = mutable_field(60.0, gt=0, description="longest single backoff")
+    rate_limit_wait_s: float = mutable_field(
+        900.0, gt=0, description="longest total wait on per-minute 429s for one request"
     )
     reask_blocked: int = Field(
         2,
@@ -88,28 +71,16 @@ class GeminiSettings(Strict):
         "recorded as it is",
     )
     # Batch mode: half price, hours of latency.
-    batch: bool = Field(
-        False,
-        description="send requests as Gemini batch jobs (half price)",
-        json_schema_extra=MUTABLE,
+    batch: bool = mutable_field(
+        False, description="send requests as Gemini batch jobs (half price)"
     )
-    batch_bucket: str | None = Field(
-        None,
-        description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)",
-        json_schema_extra=MUTABLE,
+    batch_bucket: str | None = mutable_field(
+        None, description="gs://bucket/prefix for Vertex batch files (default: tuning_bucket)"
     )
-    batch_poll_s: float = Field(
-        30.0, gt=0, description="seconds between batch job polls", json_schema_extra=MUTABLE
+    batch_poll_s: float = mutable_field(30.0, gt=0, description="seconds between batch job polls")
+    batch_window_s: float = mutable_field(
+        1.0, gt=0, description="requests arriving within this quiet time share one batch job"
     )
-    batch_window_s: float = Field(
-        1.0,
-        gt=0,
-        description="requests arriving within this quiet time share one batch job",
-        json_schema_extra=MUTABLE,
-    )
-    batch_max_requests: int = Field(
-        5000,
-        ge=1,
-        description="most requests in one batch job (and in flight in batch mode)",
-        json_schema_extra=MUTABLE,
+    batch_max_requests: int = mutable_field(
+        5000, ge=1, description="most requests in one batch job (and in flight in batch mode)"
     )
