@@ -391,7 +391,9 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
 
 @app.command("fake-gemini")
 def fake_gemini(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: a free one).")
+    ] = 8765,
     error_rate: Annotated[float, typer.Option(help="Share of wrong first answers.")] = 0.25,
     adopt_majority: Annotated[
         float, typer.Option(help="Chance a critic adopts the others' majority.")

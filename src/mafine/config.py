@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from mafine import prompts
+from mafine import prompts, secrets
 from mafine.config_checks import check_raw, parse_yaml, read_yaml_file
 
 # The settings models that lived here before they moved beside their components, still
@@ -143,6 +143,8 @@ class EvaluationConfig(Strict):
     def _registered(cls, names: list[str]) -> list[str]:
         for name in names:
             compared_method(name)
+        if len(set(names)) != len(names):
+            raise ValueError("each compared method may appear once")
         return names
 
 
@@ -198,11 +200,30 @@ def load_config(path: Path, overrides: list[str] | None = None) -> Config:
         )
     try:
         check_raw(raw, Config)
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
+        _refuse_stored_secrets(config_dict(config))
+        return config
     except MafineError as exc:
         raise MafineError(f"{path}: {exc}") from None
     except ValidationError as exc:
         raise MafineError(f"{path}: {describe_validation_error(exc)}") from None
+
+
+def _refuse_stored_secrets(data: Any, key: str = "") -> None:
+    """A key pasted into any value would be written to config.yaml and the manifest; the
+    error names the key, never the value."""
+    if isinstance(data, dict):
+        for name, value in data.items():
+            _refuse_stored_secrets(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _refuse_stored_secrets(value, f"{key}.{index}")
+    elif isinstance(data, str) and secrets.holds_secret(data):
+        raise MafineError(
+            f"{key}: holds an API key or a secret environment variable's value, which would "
+            "be stored in the run directory; keep keys only in the variable named by "
+            "provider.gemini.api_key_env"
+        )
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

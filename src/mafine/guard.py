@@ -197,10 +197,29 @@ def run_async(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         raise
 
 
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Libraries' log records and warnings stay off stderr (huggingface_hub logs every retry
+    there), so a failure is our one line; `--debug` shows them."""
+    if debug_enabled():
+        yield
+        return
+    import logging
+    import warnings
+
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def guarded(body: Callable[[], Any]) -> Any:
     """Run a command body; any failure is one line on stderr and a non-zero exit."""
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _quiet_libraries():
             return body()
     except (typer.Exit, typer.Abort):
         raise

@@ -17,8 +17,9 @@ def run_directory_of(path: Path) -> Path | None:
 
 
 def check_output(output: Path, inputs: Iterable[Path], option: str = "--output") -> None:
-    """Refuse an output that is an input, a directory, or a run directory's file (existing,
-    or named like one of its artifacts)."""
+    """Refuse an output that is an input, a directory, not a regular file (a device node would
+    be replaced by the atomic write), or a run directory's file (existing, or named like one
+    of its artifacts)."""
     resolved = output.resolve()
     for given in inputs:
         candidates = [given, given / "metrics.json"] if given.is_dir() else [given]
@@ -26,6 +27,8 @@ def check_output(output: Path, inputs: Iterable[Path], option: str = "--output")
             raise MafineError(f"{option} {output} is an input of this command; choose another path")
     if output.is_dir():
         raise MafineError(f"{option} {output} is a directory; give a file's path")
+    if output.exists() and not output.is_file():  # a device or FIFO: an atomic write replaces it
+        raise MafineError(f"{option} {output} is not a regular file; give a file's path")
     run = run_directory_of(output)
     if run is not None and (output.exists() or _artifact_name(output.name)):
         raise MafineError(

@@ -21,9 +21,9 @@ def mutable_field(default: Any = PydanticUndefined, **kwargs: Any) -> Any:
 
 
 class Strict(BaseModel):
-    """A settings model that refuses unknown keys."""
+    """A settings model that refuses unknown keys and infinite or NaN numbers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def mutable_keys(model: type[BaseModel], prefix: str = "") -> tuple[str, ...]:

@@ -45,6 +45,11 @@ def _secret_values() -> list[str]:
     return sorted(set(values), key=len, reverse=True)
 
 
+def holds_secret(text: str) -> bool:
+    """Whether `text` holds a Google API key or a secret environment variable's value."""
+    return bool(_GOOGLE_KEY.search(text)) or any(v in text for v in _secret_values())
+
+
 def scrub(text: str) -> str:
     """`text` with every secret it contains replaced by a marker."""
     for value in _secret_values():

@@ -109,6 +109,8 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
             raise MafineError(f"--grid {key}: an empty value in {text!r}")
         if len(set(values)) != len(values):
             raise MafineError(f"--grid {key}: a value is repeated in {text!r}")
+        if key == "run_dir":
+            raise MafineError("--grid run_dir: the sweep chooses each point's run directory")
         if key in (k for k, _ in grid):
             raise MafineError(f"--grid {key} is given twice")
         grid.append((key, values))

@@ -27,7 +27,7 @@ GSM8K_CONFIG = "main"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SourceSettings(Strict):

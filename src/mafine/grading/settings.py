@@ -22,7 +22,7 @@ SymbolicGrader = Literal["sympy", "math_verify"]  # what auto asks about non-num
 
 
 class GradingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     grader: str = Field(
         "string",

@@ -231,7 +231,8 @@ def header(config: Config, grader: Grader) -> dict[str, Any]:
         "rounds": config.debate.rounds,
         "summarize": config.debate.summarize,
         "seed": config.seed,
-        "config": config_dict(config),
+        # Without run_dir: the same config gives the same metrics wherever the run lives.
+        "config": {k: v for k, v in config_dict(config).items() if k != "run_dir"},
     }
 
 

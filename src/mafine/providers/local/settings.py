@@ -15,7 +15,7 @@ from mafine.schema import mutable_field
 class LocalSettings(BaseModel):
     """How the local provider loads, batches, samples from and tunes open models."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # Where the model runs.
     device: Literal["auto", "cuda", "mps", "cpu"] = Field(
