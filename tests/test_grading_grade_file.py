@@ -159,11 +159,12 @@ def test_missing_file_and_mixed_rows(tmp_path: Path) -> None:
 
 
 def test_empty_file(tmp_path: Path) -> None:
+    """0 of 0 correct would read as an accuracy of 0%: an empty file is an error instead."""
     path = tmp_path / "empty.jsonl"
     path.write_text("\n")
-    summary = grade_file(path, GradingConfig(), tmp_path / "out.jsonl")
-    assert summary.rows == 0 and summary.accuracy == 0.0
-    assert (tmp_path / "out.jsonl").read_text() == ""
+    with pytest.raises(MafineError, match="no rows to grade"):
+        grade_file(path, GradingConfig(), tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_regrade_with_the_runs_seed_reproduces_the_debate_tie_break() -> None:

@@ -130,3 +130,37 @@ def test_metrics_do_not_depend_on_where_the_run_lives(cli, tmp_path):
     a, b = files(run_dir(first)), files(run_dir(second))
     for name in ("metrics.json", "iter-1/metrics.json", "baseline/metrics.json"):
         assert a[name] == b[name], name
+
+
+def test_an_empty_key_path_segment_names_the_key(cli, tmp_path):
+    config = small_config(tmp_path)
+    refused_unchanged(cli, run_dir(config), "prepare", config, "--set", ".seed=1",
+                      fragments=("--set .seed",))  # fmt: skip
+
+
+def test_a_diversity_round_past_the_last_round_is_refused(cli, tmp_path):
+    config = small_config(tmp_path)
+    refused_unchanged(
+        cli,
+        run_dir(config),
+        "prepare",
+        config,
+        "--set",
+        "evaluation.diversity_round=9",
+        fragments=("evaluation.diversity_round 9",),
+    )
+
+
+def test_a_file_that_is_no_config_is_not_echoed(cli, tmp_path):
+    """A password file given as the config: its lines are keys to pydantic; never shown."""
+    secret_lines = "".join(f"user{i}:$6$secrethash{i}:20228:0:99999:7:::\n" for i in range(30))
+    bogus = tmp_path / "passwd.yaml"
+    bogus.write_text(secret_lines)
+    line = assert_refused(cli("prepare", bogus), "is this a mafine config", "more")
+    assert "secrethash" not in line
+
+
+def test_grading_an_empty_file_is_an_error(cli, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert_refused(cli("grade", empty, "--grader", "string"), "no rows to grade")

@@ -164,6 +164,15 @@ class Config(Strict):
     provider: ProviderConfig = Field(default_factory=ProviderConfig)
 
     @model_validator(mode="after")
+    def _diversity_round_exists(self) -> Config:
+        if self.evaluation.diversity_round > self.debate.rounds:
+            raise ValueError(
+                f"evaluation.diversity_round {self.evaluation.diversity_round} is past the "
+                f"debate's last round ({self.debate.rounds}); use 1 to {self.debate.rounds}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _provider_can(self) -> Config:
         """What the config asks of the provider that it declares it cannot do, refused now."""
         embedder = self.evaluation.embedder
@@ -236,6 +245,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")
+    if not all(part.strip() for part in parts):
+        raise MafineError(f"--set {key.strip()}: a key path is names joined by dots, e.g. seed")
     node = raw
     for part in parts[:-1]:
         child = node.get(part)

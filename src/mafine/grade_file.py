@@ -115,6 +115,8 @@ def grade_file(
     file and line.
     """
     rows = read_rows(path)
+    if not rows:
+        raise MafineError(f"{path}: no rows to grade (an empty file?)")
     kinds = {kind for _, kind, _ in rows}
     if len(kinds) > 1:
         raise MafineError(f"{path}: mixes response rows and transcript rows")

@@ -7,12 +7,17 @@ directory: it changes how a run proceeds (limits, pacing, polling), never what i
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticUndefined
 
 MUTABLE: dict[str, Any] = {"mutable": True}
+MAX_SHOWN_ERRORS = 5  # more than this and the input is not a config with a few mistakes
+MAX_KEY_CHARS = 60
+_KEY_PATH = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
 
 
 def mutable_field(default: Any = PydanticUndefined, **kwargs: Any) -> Any:
@@ -47,8 +52,9 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
 def describe_validation_error(exc: ValidationError) -> str:
     """Pydantic's errors as one line: `key.path: message` for each."""
     parts = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in error["loc"])
+    errors = exc.errors()
+    for error in errors[:MAX_SHOWN_ERRORS]:
+        loc = _shorten(".".join(str(p) for p in error["loc"]))
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
@@ -59,7 +65,19 @@ def describe_validation_error(exc: ValidationError) -> str:
             if len(shown) <= 40:
                 message = f"{message} (got {shown})"
         parts.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(parts)
+    counts = Counter(parts)
+    shown = [part if counts[part] == 1 else f"{part} (x{counts[part]})" for part in counts]
+    if len(errors) > MAX_SHOWN_ERRORS:
+        shown.append(f"and {len(errors) - MAX_SHOWN_ERRORS} more")
+    return "; ".join(shown)
+
+
+def _shorten(loc: str) -> str:
+    """A key path fit to show: a file that is no config (a password file, say) has 'keys'
+    that are its lines, and they are named only as what they are, never echoed."""
+    if not _KEY_PATH.fullmatch(loc):
+        return "a key that is no config key name (is this a mafine config?)"
+    return loc if len(loc) <= MAX_KEY_CHARS else loc[: MAX_KEY_CHARS - 3] + "..."
 
 
 def _secret_key(loc: str) -> bool:
