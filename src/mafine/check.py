@@ -206,7 +206,8 @@ async def _thinking(provider: GeminiProvider, model: str, thinking_seen: list[in
 
 
 def _tuning(provider: GeminiProvider, model: str) -> list[Outcome]:
-    from mafine.providers.gemini.tuning import TUNING_ROUTES, join_gcs
+    from mafine.providers.gemini.settings import TUNING_ROUTES
+    from mafine.providers.gemini.tuning import join_gcs
 
     if not provider.capabilities.tuning:
         return [Outcome("tuning", False, TUNING_ROUTES)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from typing import Any
 
 
 def _digest(material: str) -> bytes:
@@ -63,10 +64,10 @@ def tuning_seed(run_seed: int, iteration: int, agent: int, role: str) -> int:
     return int.from_bytes(_digest(material)[:4], "big") & 0x7FFFFFFF
 
 
-def fake_response_rng(model: str, canonical_request: str) -> random.Random:
+def fake_response_rng(model: str, request: Any) -> random.Random:
     """The fake Gemini's generator for one response: a pure function of the model and the
-    request body (canonical JSON)."""
-    material = json.dumps({"model": model, "request": canonical_request}, sort_keys=True)
+    request body (any JSON value; encoded with sorted keys)."""
+    material = json.dumps({"model": model, "request": request}, sort_keys=True)
     return random.Random(int.from_bytes(_digest(material)[:16], "big"))
 
 

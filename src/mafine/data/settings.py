@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from mafine.data.registry import HUB_DATASETS, SOURCES, HubDataset, SourceKind
+from mafine.schema import Strict
 
 MATH_SUBJECTS = (
     "algebra",
@@ -24,10 +25,6 @@ MATH_SUBJECTS = (
 )
 MATH_LEVELS = (1, 2, 3, 4, 5)
 GSM8K_CONFIG = "main"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SourceSettings(Strict):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     ValidationError,
@@ -15,15 +13,13 @@ from pydantic import (
 )
 
 from mafine.grading.registry import GRADERS
-from mafine.schema import describe_validation_error, mutable_field
+from mafine.schema import Strict, describe_validation_error, mutable_field
 
 FallbackRule = Literal["final_answer", "last_number"]
 SymbolicGrader = Literal["sympy", "math_verify"]  # what auto asks about non-numbers
 
 
-class GradingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class GradingConfig(Strict):
     grader: str = Field(
         "string",
         description=f"a registered grader: {' | '.join(GRADERS.names())} (see docs/grading.md)",

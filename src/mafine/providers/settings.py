@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from mafine import secrets
 from mafine.providers.base import Capabilities
 from mafine.providers.fake_gemini.settings import FakeSettings
-from mafine.providers.gemini.settings import GeminiSettings
+from mafine.providers.gemini.settings import TUNING_ROUTES, GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 from mafine.providers.registry import PROVIDERS, ProviderEntry
 from mafine.schema import Strict, mutable_field
@@ -120,9 +120,7 @@ PROVIDERS.register(
             tuning=config.gemini.vertex, embedding=True, batch=config.gemini.batch
         ),
         priced=True,
-        tuning_hint="Gemini tuning runs on Vertex AI only: set provider.gemini.vertex=true with "
-        "a project and provider.gemini.tuning_bucket, or use provider.name=local to tune an "
-        "open model",
+        tuning_hint=TUNING_ROUTES,
     )
 )
 PROVIDERS.register(

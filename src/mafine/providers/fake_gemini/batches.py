@@ -9,13 +9,11 @@ https://cloud.google.com/vertex-ai/generative-ai/docs/multimodal/batch-predictio
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from mafine.providers.fake_gemini import routing
@@ -25,6 +23,7 @@ from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.fake_gemini.state import Collection
 from mafine.providers.fake_gemini.storage import Storage
 from mafine.providers.fake_gemini.tuning import TUNED_NAME, TunedModel, Tuning
+from mafine.seeds import unit_interval
 
 INLINE_LIMIT_BYTES = 20 * 1024 * 1024
 ENDPOINT_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/endpoints/[^/]+")
@@ -242,14 +241,13 @@ class Batches:
         in a later job is drawn afresh."""
         settings = self._settings()
         material = f"incomplete:{settings.fault_seed}:{job.number}:{index}"
-        draw = int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big") / 2.0**64
-        return draw < settings.batch_incomplete_rate
+        return unit_interval(material) < settings.batch_incomplete_rate
 
     def _save(self, job: BatchJob) -> None:
         self._state.put(str(job.number), dataclasses.asdict(job))
 
     def _write_predictions(self, job: BatchJob) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = routing.now()
         job.output_dir = f"{job.output_prefix}/prediction-model-{stamp}"
         out = []
         for line, result in zip(job.requests, job.results, strict=True):

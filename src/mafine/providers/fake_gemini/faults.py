@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from mafine.providers.fake_gemini.routing import Reply, Request
 from mafine.providers.fake_gemini.settings import FAULT_KINDS, FakeSettings
+from mafine.seeds import unit_interval
 
 
 class Faults:
@@ -65,10 +66,12 @@ class Faults:
         with self._lock:
             attempt = self._arrivals.get(key, 0)
             self._arrivals[key] = attempt + 1
-        if _unit(f"fault:{settings.fault_seed}:{key}:{attempt}") >= settings.fault_rate:
+        if unit_interval(f"fault:{settings.fault_seed}:{key}:{attempt}") >= settings.fault_rate:
             return None
         kinds = settings.fault_kinds
-        fault = kinds[int(_unit(f"kind:{settings.fault_seed}:{key}:{attempt}") * len(kinds))]
+        fault = kinds[
+            int(unit_interval(f"kind:{settings.fault_seed}:{key}:{attempt}") * len(kinds))
+        ]
         self._note(fault)
         return self._reply(fault, request, settings)
 
@@ -164,8 +167,3 @@ def quota_reply(per_day: bool, delay: float) -> Reply:
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{delay:g}s"},
     ]
     return Reply.error(429, message, details)
-
-
-def _unit(material: str) -> float:
-    """A number in [0, 1) that is a pure function of `material`."""
-    return int.from_bytes(hashlib.sha256(material.encode()).digest()[:8], "big") / 2.0**64

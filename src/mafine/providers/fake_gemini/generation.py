@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
@@ -19,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 from mafine.providers.fake_gemini import behaviour, routing
 from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.settings import FakeSettings
+from mafine.seeds import fake_response_rng
 
 
 class TunedModel(Protocol):
@@ -203,8 +203,7 @@ class Generation:
         self._count_key(hashlib.sha256((path + canonical).encode()).hexdigest())
         base = tuned.base_model if tuned is not None else model
         thoughts = thinking_tokens(base, body)
-        material = json.dumps({"model": model, "request": _without_thinking(body)}, sort_keys=True)
-        rng = random.Random(int.from_bytes(hashlib.sha256(material.encode()).digest()[:16], "big"))
+        rng = fake_response_rng(model, _without_thinking(body))
         text = None
         if tuned is not None:
             text = tuned.memory.get(behaviour.memory_key(turns))

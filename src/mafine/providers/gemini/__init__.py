@@ -12,12 +12,8 @@ from mafine.providers.gemini.generation import (
     is_blocked,
 )
 from mafine.providers.gemini.provider import GeminiProvider
-from mafine.providers.gemini.settings import GeminiSettings
-from mafine.providers.gemini.tuning import (
-    ENDED_BADLY,
-    TUNING_ROUTES,
-    join_gcs,
-)
+from mafine.providers.gemini.settings import TUNING_ROUTES, GeminiSettings
+from mafine.providers.gemini.tuning import ENDED_BADLY, join_gcs
 
 __all__ = [
     "ENDED_BADLY",

@@ -8,6 +8,12 @@ from pydantic import Field
 
 from mafine.schema import Strict, mutable_field
 
+# What an API-key user who asks for tuning is told (the registry's tuning hint too).
+TUNING_ROUTES = (
+    "Gemini tuning runs on Vertex AI only: set provider.gemini.vertex=true with a project "
+    "and provider.gemini.tuning_bucket, or use provider.name=local to tune an open model"
+)
+
 
 class GeminiSettings(Strict):
     """How the gemini provider reaches Gemini, paces, retries and thinks. Keys marked MUTABLE

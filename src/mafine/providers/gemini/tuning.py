@@ -14,13 +14,10 @@ from mafine.errors import MafineError
 from mafine.jsonl import read_rows
 from mafine.providers.base import TuningSpec, TuningStatus
 from mafine.providers.gemini.generation import to_rest_contents
+from mafine.providers.gemini.settings import TUNING_ROUTES
 
 ADAPTER_SIZES = {1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_FOUR",
                  8: "ADAPTER_SIZE_EIGHT", 16: "ADAPTER_SIZE_SIXTEEN"}  # fmt: skip
-TUNING_ROUTES = (
-    "Gemini tuning runs on Vertex AI only: set provider.gemini.vertex=true with a project "
-    "and provider.gemini.tuning_bucket, or use provider.name=local to tune an open model"
-)
 ENDED_BADLY = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
 
 

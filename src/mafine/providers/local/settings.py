@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from mafine.schema import mutable_field
+from mafine.schema import Strict, mutable_field
 
 
-class LocalSettings(BaseModel):
+class LocalSettings(Strict):
     """How the local provider loads, batches, samples from and tunes open models."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # Where the model runs.
     device: Literal["auto", "cuda", "mps", "cpu"] = Field(
