@@ -384,6 +384,26 @@ def _machine(torch, transformers) -> dict:
     }
 
 
+def throughput_table(t: dict, seconds: str, rate: str) -> list[str]:
+    """Batched vs one-at-a-time generation as markdown lines, for either model."""
+    lines = [
+        "| generation | calls | output tokens | seconds | tokens/s |",
+        "|---|---|---|---|---|",
+    ]
+    for label in ("batched", "sequential"):
+        row = t[label]
+        lines.append(
+            f"| {label} | {row['generate_calls']} | {row['output_tokens']} | "
+            f"{row['seconds_median']:{seconds}} | {row['tokens_per_s']:{rate}} |"
+        )
+    return [
+        *lines,
+        "",
+        f"batched / one at a time: **{t['ratio']:.1f}x** tokens/s; "
+        f"identical texts both ways: {t['same_texts']}",
+    ]
+
+
 def smollm2_markdown(report: dict, args: argparse.Namespace) -> str:
     figures = report.get("smollm2")
     if figures is None:
@@ -395,19 +415,7 @@ def smollm2_markdown(report: dict, args: argparse.Namespace) -> str:
         f"to {args.smollm2_tokens} output tokens, temperature 1.0, one timed pass after a "
         "warm-up pass. On a shared 2-core machine the figures move with the other load.",
         "",
-        "| generation | calls | output tokens | seconds | tokens/s |",
-        "|---|---|---|---|---|",
-    ]
-    for label in ("batched", "sequential"):
-        row = t[label]
-        lines.append(
-            f"| {label} | {row['generate_calls']} | {row['output_tokens']} | "
-            f"{row['seconds_median']:.2f} | {row['tokens_per_s']:.1f} |"
-        )
-    lines += [
-        "",
-        f"batched / one at a time: **{t['ratio']:.1f}x** tokens/s; "
-        f"identical texts both ways: {t['same_texts']}",
+        *throughput_table(t, seconds=".2f", rate=".1f"),
         "",
         f"LoRA training (rank 8, all-linear, TRL SFTTrainer, batch 4): {train['examples']} "
         f"examples, {train['steps']} steps in {train['seconds']:.1f} s: "
@@ -431,19 +439,7 @@ def markdown(report: dict, args: argparse.Namespace) -> str:
         f"{device}; "
         f"median of {args.repeats} timed passes after a warm-up pass.",
         "",
-        "| generation | calls | output tokens | seconds | tokens/s |",
-        "|---|---|---|---|---|",
-    ]
-    for label in ("batched", "sequential"):
-        row = t[label]
-        lines.append(
-            f"| {label} | {row['generate_calls']} | {row['output_tokens']} | "
-            f"{row['seconds_median']:.3f} | {row['tokens_per_s']:.0f} |"
-        )
-    lines += [
-        "",
-        f"batched / one at a time: **{t['ratio']:.1f}x** tokens/s; "
-        f"identical texts both ways: {t['same_texts']}",
+        *throughput_table(t, seconds=".3f", rate=".0f"),
         "",
         "| loaded | base weights (MiB) | adapter weights (MiB) | RSS after (MiB) | "
         "peak RSS (MiB) |",
