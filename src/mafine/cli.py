@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mafine.grading.registry import GRADERS
 from mafine.guard import OneLineUsageErrors
 
 if TYPE_CHECKING:
@@ -161,7 +160,7 @@ def evaluate(
     ] = False,
     grader: Annotated[
         str | None,
-        typer.Option(help=f"Grader for --regrade: {', '.join(GRADERS.names())}."),
+        typer.Option(help="Grader for --regrade (a registered grader, `mafine plugins`)."),
     ] = None,
 ) -> None:
     """Debate the eval split with the iteration's models and compare with the baselines."""
@@ -195,7 +194,7 @@ def grade(
         ),
     ],
     grader: Annotated[
-        str, typer.Option(help=f"A registered grader: {', '.join(GRADERS.names())}.")
+        str, typer.Option(help="A registered grader (`mafine plugins` lists them).")
     ] = "string",
     output: Annotated[
         Path | None,

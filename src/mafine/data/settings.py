@@ -55,7 +55,7 @@ class HubSource(SourceSettings):
     """A data set from the Hugging Face hub, or a local copy of one (see docs/datasets.md)."""
 
     kind: Literal["hub"] = "hub"
-    dataset: str = Field(description="a registered hub data set: deepmind, math, math500, gsm8k")
+    dataset: str = Field(description="a registered hub data set (`mafine plugins` lists them)")
     split: str = Field(
         "test",
         description="one of the data set's splits (train, test); "
@@ -91,11 +91,11 @@ class HubSource(SourceSettings):
             if not self.module:
                 raise ValueError(f"dataset {name} needs a module, e.g. arithmetic__add_or_sub")
         elif self.module is not None:
-            raise ValueError(f"module is for dataset deepmind only, not {name}")
+            raise ValueError(f"module is for {_datasets_with('needs_module')} only, not {name}")
         if not entry.filters:
             for key in ("subjects", "levels"):
                 if getattr(self, key) is not None:
-                    raise ValueError(f"{key} is for datasets math and math500 only, not {name}")
+                    raise ValueError(f"{key} is for {_datasets_with('filters')} only, not {name}")
         if self.split not in entry.splits:
             splits = " or ".join(entry.splits)
             raise ValueError(f"dataset {name} has no split {self.split!r}; use {splits}")
@@ -114,6 +114,12 @@ class HubSource(SourceSettings):
                 if level not in MATH_LEVELS:
                     raise ValueError(f"unknown MATH level {level}; levels are 1 to 5")
         return self
+
+
+def _datasets_with(flag: str) -> str:
+    """The registered hub data sets whose entry sets `flag`, as a message names them."""
+    names = [entry.name for entry in HUB_DATASETS.entries() if getattr(entry, flag)]
+    return f"dataset{'s' if len(names) > 1 else ''} {' and '.join(names)}"
 
 
 def source_settings(value: Any) -> Any:

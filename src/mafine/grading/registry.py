@@ -6,7 +6,9 @@ description (CLI help, docs), its factory, the settings model of its own options
 (checked before it is built, so a missing extra is one line, not an ImportError), and whether it
 runs symbolic work in worker processes (the benchmark sizes its batches by that). The built-in
 factories are import paths, resolved only when a grader is built, so reading the registry
-imports no grader module (and `mafine --help` no sympy). Register a new grader with one line:
+imports no grader module (and `mafine --help` no sympy). The built-ins are registered in
+`mafine.grading.builtins`, a plugin like any other (docs/architecture.md). Register a new grader
+with one line:
 
     GRADERS.register(GraderEntry("mine", "my_package.graders:MyGrader", "what it compares"))
 
@@ -73,37 +75,3 @@ def package_version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
-
-
-for _builtin in (
-    GraderEntry(
-        "string",
-        "mafine.grading.plain:StringGrader",
-        "normalised strings (the seed's metric)",
-    ),
-    GraderEntry(
-        "numeric",
-        "mafine.grading.plain:NumericGrader",
-        "exact rationals, ordered lists, True/False (DeepMind, GSM8K)",
-    ),
-    GraderEntry(
-        "sympy",
-        "mafine.grading.symbolic:SympyGrader",
-        "the PRM800K logic: MATH normalisation, then a sympy difference (MATH)",
-        symbolic=True,
-    ),
-    GraderEntry(
-        "math_verify",
-        "mafine.grading.symbolic:MathVerifyGrader",
-        "HuggingFace math-verify with its defaults (MATH)",
-        requires="math-verify",
-        symbolic=True,
-    ),
-    GraderEntry(
-        "auto",
-        "mafine.grading.auto:AutoGrader",
-        "numeric for plain numbers, symbolic (with a second opinion) for the rest",
-        symbolic=True,
-    ),
-):
-    GRADERS.register(_builtin)

@@ -22,7 +22,7 @@ SymbolicGrader = Literal["sympy", "math_verify"]  # what auto asks about non-num
 class GradingConfig(Strict):
     grader: str = Field(
         "string",
-        description=f"a registered grader: {' | '.join(GRADERS.names())} (see docs/grading.md)",
+        description="a registered grader (`mafine plugins` lists them; docs/grading.md)",
     )
     fallbacks: list[FallbackRule] = Field(
         default_factory=list,

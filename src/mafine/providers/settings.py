@@ -27,7 +27,7 @@ class ProviderConfig(Strict):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field("fake", description="a registered provider: fake, gemini, local, ...")
+    name: str = Field("fake", description="a registered provider (`mafine plugins` lists them)")
     model: str = "gemini-3.1-flash-lite"
     max_concurrency: int = mutable_field(8, ge=1, le=MAX_CONCURRENCY)
     timeout_s: float = mutable_field(120.0, gt=0.0, le=86400.0)
