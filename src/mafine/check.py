@@ -1,7 +1,9 @@
-"""`mafine check CONFIG`: prove a Gemini setup with the fewest and cheapest real calls, before
-a long run spends money, and print what the run will cost.
+"""`mafine check CONFIG`: run the configured provider's preflight (its registry entry's
+`check`), then print what the run will cost. A provider with no `check` has nothing remote to
+check.
 
-The calls, in order (docs/gemini.md, "First real run"):
+The checks of the gemini and fake providers (`check_gemini`, `check_fake`) prove a Gemini setup
+with the fewest and cheapest real calls, before a long run spends money. The calls, in order (docs/gemini.md, "First real run"):
 
 1. countTokens on the base model, at the generation location: free; it needs working
    credentials and a location that serves the model (credentials, model).
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
+from mafine.providers.base import CheckOutcome
 from mafine.providers.gemini.errors import credential_hint
 from mafine.providers.gemini.models import MULTI_REGIONS
 from mafine.providers.limits import TIER_LIMITS, classify, resolve_limits
@@ -42,21 +45,20 @@ PROBE_TOKENS = 64
 CHECK_OBJECT = ".mafine-check"
 
 
+Outcome = CheckOutcome  # the name the checks below use
+
+
 @dataclass(frozen=True)
-class Outcome:
-    """One check: passed, or failed with what to do about it."""
+class Measured(CheckOutcome):
+    """A check that also measured what the estimate should assume: thinking tokens billed per
+    response."""
 
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+    thinking_tokens: int = 0
 
 
 @dataclass
 class Report:
-    outcomes: list[Outcome]
+    outcomes: list[CheckOutcome]
     estimate: Estimate | None = None
 
     @property
@@ -64,20 +66,43 @@ class Report:
         return all(outcome.ok for outcome in self.outcomes)
 
 
-def check(config: Config, fake_factory: Callable[..., FakeGemini] | None = None) -> Report:
-    """Run every check that applies to the configured provider, and the run's estimate."""
+def check(config: Config, **seams: Any) -> Report:
+    """The configured provider's checks (its registry entry's `check`), and the run's estimate.
+    `seams` go to the entry's check (tests: `fake_factory` for the fake's)."""
     from mafine.estimate import Assumptions, estimate
+    from mafine.registry import resolve
 
-    if config.provider.name == "local":
-        outcomes = [Outcome("provider", True, "local: nothing remote to check")]
-        return Report(outcomes, estimate(config))
-    thinking_seen: list[int] = []
-    if config.provider.name == "fake":
-        outcomes = _on_fake(config, fake_factory, thinking_seen)
+    entry = config.provider.entry
+    if entry.check is None:
+        outcomes = [CheckOutcome("provider", True, f"{entry.name}: nothing remote to check")]
     else:
-        outcomes = _on_gemini(config, thinking_seen)
-    thinking = thinking_seen[0] if thinking_seen else 0
+        outcomes = list(resolve(entry.check)(config, **seams))
+    thinking = max((o.thinking_tokens for o in outcomes if isinstance(o, Measured)), default=0)
     return Report(outcomes, estimate(config, Assumptions(thinking_tokens=thinking)))
+
+
+def check_gemini(config: Config) -> list[CheckOutcome]:
+    """The gemini provider's checks (its registry entry's `check`)."""
+    thinking_seen: list[int] = []
+    return _measured(_on_gemini(config, thinking_seen), thinking_seen)
+
+
+def check_fake(
+    config: Config, fake_factory: Callable[..., FakeGemini] | None = None
+) -> list[CheckOutcome]:
+    """The same checks against an in-process fake Gemini, offline (the fake's `check`)."""
+    thinking_seen: list[int] = []
+    return _measured(_on_fake(config, fake_factory, thinking_seen), thinking_seen)
+
+
+def _measured(outcomes: list[CheckOutcome], thinking_seen: list[int]) -> list[CheckOutcome]:
+    """The thinking check carrying the thinking tokens it saw, for the estimate."""
+    if not thinking_seen:
+        return outcomes
+    return [
+        Measured(o.name, o.ok, o.detail, thinking_seen[0]) if o.name == "thinking" else o
+        for o in outcomes
+    ]
 
 
 def _on_gemini(config: Config, thinking_seen: list[int]) -> list[Outcome]:

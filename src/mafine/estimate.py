@@ -239,11 +239,14 @@ def render_estimate(result: Estimate, config: Config) -> list[Any]:
 
     from mafine.pricing import format_cost
 
+    from mafine.registry import resolve
+
+    entry = config.provider.entry
     model = result.model or "(not billed per token)"
+    prices = f", prices of {PRICES_AS_OF}" if entry.priced else ""
     table = Table(
         title=f"estimate for {model}: {config.iterations} iteration(s), "
-        f"{config.data.train_size} train / {config.data.eval_size} eval problems, "
-        f"prices of {PRICES_AS_OF}"
+        f"{config.data.train_size} train / {config.data.eval_size} eval problems{prices}"
     )
     for column in ("work", "requests", "input tokens", "output tokens", "standard", "batch"):
         table.add_column(column, justify="left" if column == "work" else "right")
@@ -257,39 +260,23 @@ def render_estimate(result: Estimate, config: Config) -> list[Any]:
             format_cost(result.cost(line, batch=True)),
         )
     a = result.assumptions
-    total = result.total
     notes = [
         f"questions: {result.question_tokens:.0f} tokens on average ({result.question_source}); "
         f"responses assumed {a.response_tokens} tokens, summaries {a.summary_tokens}, "
         f"thinking {a.thinking_tokens} (billed as output); {CHARS_PER_TOKEN:g} characters a "
         "token.",
-        f"tuning: {result.tuning_jobs} Vertex AI jobs, at most "
-        f"{result.training_tokens:,.0f} training tokens "
-        f"({config.finetune.epochs} epochs): {format_cost(result.tuning_cost())}"
-        + ("" if result.tuning_cost() is not None else " (no tuning price for this model)"),
-        f"batch mode (provider.gemini.batch=true) halves the generation cost; each debate "
-        f"round becomes a batch job that may take up to 24 h ({_rounds(config)} rounds of "
-        "jobs per debate).",
+        f"tuning: {result.tuning_jobs} jobs, at most {result.training_tokens:,.0f} training "
+        f"tokens ({config.finetune.epochs} epochs)" + _tuning_cost(result, entry.priced),
     ]
-    rpm = _paced_rpm(config)
-    if rpm:
-        notes.append(
-            f"at {rpm:,.0f} requests/min ({config.provider.gemini.tier} pacing) the "
-            f"{total.requests:,} requests take at least {total.requests / rpm / 60:,.1f} h."
-        )
-    if config.provider.name == "fake":
-        notes.append("provider fake: nothing is billed; the figures show what Gemini would cost.")
+    if entry.estimate_notes is not None:
+        notes.extend(resolve(entry.estimate_notes)(config, result))
     return [table, *notes]
 
 
-def _rounds(config: Config) -> int:
-    extra = config.debate.rounds - 1
-    return 1 + extra * (2 if config.debate.summarize else 1)
+def _tuning_cost(result: Estimate, priced: bool) -> str:
+    from mafine.pricing import format_cost
 
-
-def _paced_rpm(config: Config) -> float | None:
-    if config.provider.name != "gemini":
-        return None
-    from mafine.providers.limits import resolve_limits
-
-    return resolve_limits(config.provider.gemini).requests_per_minute
+    if not priced:
+        return ""
+    cost = result.tuning_cost()
+    return f": {format_cost(cost)}" + ("" if cost is not None else " (no tuning price for this model)")

@@ -90,6 +90,18 @@ class Capabilities:
     batch: bool = False  # requests go out as batch jobs (cheaper, hours of latency)
 
 
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check of `mafine check`: passed, or failed with what to do about it."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
 class Provider(Protocol):
     """What the stages need from a model backend."""
 

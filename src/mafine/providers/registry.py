@@ -3,7 +3,8 @@
 An entry says how to open the provider, what it can do under the given settings (known before
 anything is opened, so a run that needs tuning on a provider that cannot tune stops before it
 spends anything), and whether its tokens are billed at Gemini's prices. Builtin entries are
-registered in `mafine.providers.settings`; docs/architecture.md has the recipe for a new one.
+registered in `mafine.providers.settings` (a plugin of mafine's own); docs/architecture.md has
+the recipe for a new one, as a plugin package.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class ProviderEntry:
     settings: type | None = None  # the model of its `provider.<name>` section, if it has one
     priced: bool = False  # tokens billed at the prices in mafine.pricing
     tuning_hint: str = ""  # what to do when these settings cannot tune (a run refused up front)
+    # "module:attribute" (or a callable) of `check(config) -> list[CheckOutcome]`, the
+    # preflight of `mafine check`; None: nothing remote to check.
+    check: str | Callable[..., Any] | None = None
+    # "module:attribute" (or a callable) of `notes(config) -> list[str]`: what `mafine
+    # estimate` says about this provider under the table (pacing, batch mode, billing).
+    estimate_notes: str | Callable[..., Any] | None = None
 
 
 PROVIDERS: Registry[ProviderEntry] = Registry("provider")

@@ -110,6 +110,8 @@ PROVIDERS.register(
             tuning=True, embedding=True, batch=config.gemini.batch
         ),
         priced=True,
+        check="mafine.check:check_fake",
+        estimate_notes="mafine.providers.gemini.estimate_notes:fake_notes",
     )
 )
 PROVIDERS.register(
@@ -121,6 +123,8 @@ PROVIDERS.register(
         ),
         priced=True,
         tuning_hint=TUNING_ROUTES,
+        check="mafine.check:check_gemini",
+        estimate_notes="mafine.providers.gemini.estimate_notes:gemini_notes",
     )
 )
 PROVIDERS.register(
