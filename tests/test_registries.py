@@ -69,18 +69,64 @@ def test_a_registered_provider_runs_the_whole_pipeline(cli, tmp_path, scripted) 
     assert transcript["agents"][0]["turns"][0]["answer"] == "5"
 
 
-def test_a_provider_that_cannot_tune_is_refused_before_anything_is_spent(cli, tmp_path) -> None:
+@pytest.fixture
+def untunable() -> Iterator[list[ScriptedProvider]]:
+    """A provider that cannot tune, registered for the test; the list holds what it opened."""
     opened: list[ScriptedProvider] = []
 
     def make(config, seed, state_dir) -> ScriptedProvider:
         opened.append(ScriptedProvider(capabilities=Capabilities()))
         return opened[-1]
 
-    entry = ProviderEntry("untunable", open=closing(make), capabilities=lambda c: Capabilities())
+    entry = ProviderEntry(
+        "untunable",
+        open=closing(make),
+        capabilities=lambda c: Capabilities(),
+        tuning_hint="use a provider that tunes",
+    )
     with PROVIDERS.registered(entry):
-        result = cli("run", write_config(tmp_path, provider={"name": "untunable"}))
-    assert_one_line_error(result, "provider untunable cannot tune models")
-    assert all(not provider.requests for provider in opened)
+        yield opened
+
+
+def test_a_provider_that_cannot_tune_runs_its_baselines_and_says_what_it_skipped(
+    cli, tmp_path, untunable
+) -> None:
+    path = write_config(
+        tmp_path, provider={"name": "untunable"}, evaluation={"embedder": "none", "compare": ["star"]}
+    )
+    result = cli("run", path)
+    assert result.exit_code == 0, result.output
+    assert (
+        "provider untunable cannot tune models here, so this run skips 1 iteration(s) of "
+        "fine-tuning and the compared methods star and runs the baselines only; use a provider "
+        "that tunes"
+    ) in " ".join(result.output.split())
+    (provider,) = untunable
+    eval_size = load_config(path).data.eval_size
+    assert len(provider.requests) == eval_size * 9  # the base models' eval debates, nothing else
+    run = tmp_path / "runs" / "exp"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {m["key"] for m in metrics["methods"]} >= {"base", "majority", "debate"}
+    assert {m["iteration"] for m in metrics["methods"]} == {0}
+    assert not (run / "iter-1").exists() and not (run / "variants").exists()
+
+
+def test_a_provider_that_cannot_tune_refuses_the_tuning_command_in_one_line(
+    cli, tmp_path, untunable
+) -> None:
+    result = cli("finetune", write_config(tmp_path, provider={"name": "untunable"}))
+    assert_one_line_error(result, "provider untunable cannot tune models here; use a provider")
+    assert all(not provider.requests for provider in untunable)
+
+
+def test_a_provider_that_cannot_tune_and_no_baselines_is_refused_before_anything_is_spent(
+    cli, tmp_path, untunable
+) -> None:
+    path = write_config(
+        tmp_path, provider={"name": "untunable"}, evaluation={"embedder": "none", "baselines": False}
+    )
+    assert_one_line_error(cli("run", path), "provider untunable cannot tune models")
+    assert all(not provider.requests for provider in untunable)
     assert not (tmp_path / "runs" / "exp" / "problems").exists()
 
 

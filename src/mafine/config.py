@@ -274,11 +274,24 @@ def variant_config(config: Config, name: str) -> Config:
     return Config.model_validate(raw)
 
 
+def mutable_config_keys() -> frozenset[str]:
+    """`MUTABLE_KEYS` and the keys marked mutable in the settings of providers registered by
+    plugins (their `provider.<name>` sections)."""
+    from mafine.providers.registry import PROVIDERS
+
+    keys = set(MUTABLE_KEYS)
+    for entry in PROVIDERS.entries():
+        if entry.settings is not None and entry.name not in ProviderConfig.model_fields:
+            keys.update(mutable_keys(entry.settings, f"provider.{entry.name}."))
+    return frozenset(keys)
+
+
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ, ignoring the keys that may change between runs."""
     diffs: list[str] = []
     _diff(stored, current, "", diffs)
-    return [key for key in diffs if key not in MUTABLE_KEYS]
+    mutable = mutable_config_keys()
+    return [key for key in diffs if key not in mutable]
 
 
 def _diff(a: Any, b: Any, prefix: str, out: list[str]) -> None:

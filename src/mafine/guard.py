@@ -105,12 +105,12 @@ def describe_os_error(exc: OSError) -> str:
 
 def _third_party(exc: BaseException) -> str | None:
     """Errors of libraries that are not imported here (so the CLI stays fast): by name."""
+    from mafine.registry import ERROR_HINTS
+
     name = f"{type(exc).__module__}.{type(exc).__name__}"
-    if name.startswith("google.auth.exceptions"):
-        return (
-            f"Google credentials: {exc}; for Vertex AI run `gcloud auth application-default "
-            "login` or set GOOGLE_APPLICATION_CREDENTIALS, and set provider.gemini.project"
-        )
+    for entry in ERROR_HINTS.entries():
+        if name.startswith(entry.name):
+            return entry.hint.replace("{error}", str(exc))
     if name.startswith("pydantic_core") and "ValidationError" in name:
         errors = exc.errors()  # type: ignore[attr-defined]
         first = errors[0] if errors else {"loc": (), "msg": str(exc)}
@@ -118,7 +118,7 @@ def _third_party(exc: BaseException) -> str | None:
         return (
             f"data of an unexpected shape ({getattr(exc, 'title', 'data')}"
             f"{': ' + loc if loc else ''}: {first['msg']}); if it came from the provider, "
-            "its endpoint is not answering like the API (check provider.gemini.base_url)"
+            "its endpoint is not answering like the API (check the provider's base_url)"
         )
     return None
 

@@ -12,9 +12,12 @@ from mafine.stages.session import Session, variant_sessions
 from mafine.ui import console
 
 
-async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
+async def evaluate_stage(
+    session: Session, iteration: int, compared: bool = True
+) -> dict[str, Any]:
     """The eval debates of the base models (once per run) and of iteration K's models, for
-    the main method and every compared method that has them; then the results."""
+    the main method and every compared method that has them (none when not `compared`);
+    then the results."""
     run = session.run
     evaluate.refuse_dropping_later_results(run, iteration)
     load_records(run, iteration)  # fail before paying for baselines
@@ -22,6 +25,10 @@ async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
         await debate_split(session, 0, "eval")
     if iteration > 0:
         await debate_split(session, iteration, "eval")
+    if not compared:
+        return await evaluate.write_results(
+            run, session.grader, iteration, {}, provider=session.provider
+        )
     async with variant_sessions(session) as variants:
         for variant in variants.values():
             if iteration > 0 and variant.run.models(iteration).exists():
@@ -39,12 +46,35 @@ async def iterate(session: Session, iteration: int) -> None:
     await finetune.finetune(session.run, session.provider, iteration)
 
 
+async def run_untuned(session: Session) -> dict[str, Any]:
+    """What needs no tuning, on a provider that cannot tune with these settings: the problems,
+    the base models' eval debates (the baselines) and their results; it says what it skipped
+    and why."""
+    config = session.run.config
+    if not config.evaluation.baselines:
+        finetune.require_tuning(config)  # nothing left to run: the one-line refusal
+    provider = config.provider
+    hint = provider.entry.tuning_hint or "fine-tuning needs a provider that can tune"
+    compared = config.evaluation.compare
+    skipped = f"{config.iterations} iteration(s) of fine-tuning" + (
+        f" and the compared methods {', '.join(compared)}" if compared else ""
+    )
+    console.print(
+        f"provider {provider.name} cannot tune models here, so this run skips {skipped} and "
+        f"runs the baselines only; {hint}"
+    )
+    prepare.prepare(session.run)
+    console.rule("evaluation")
+    return await evaluate_stage(session, 0, compared=False)
+
+
 async def run_all(session: Session) -> dict[str, Any]:
     """Every stage of every iteration, for the method and each compared method; finished
     stages are skipped. Compared methods share the provider and the journal, so a debate they
     have in common with the main run (the first train debate, say) costs nothing twice."""
     run = session.run
-    finetune.require_tuning(run.config)
+    if not run.config.provider.capabilities.tuning:
+        return await run_untuned(session)
     iterations = run.config.iterations
     evaluate.refuse_dropping_later_results(run, iterations)
     prepare.prepare(run)

@@ -21,6 +21,7 @@ import importlib
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -89,6 +90,20 @@ class Registry(Generic[EntryT]):
 
 _REGISTRIES: list[Registry[Any]] = []
 _loaded = False
+
+
+@dataclass(frozen=True)
+class ErrorHint:
+    """What the CLI's guard says about an error of a library it does not import: `name` is the
+    prefix of the exception's `module.Class` (e.g. `google.auth.exceptions`), `hint` the one
+    line shown, with `{error}` replaced by the exception's text. A provider registers the hints
+    of its own client libraries beside its entry."""
+
+    name: str
+    hint: str
+
+
+ERROR_HINTS: Registry[ErrorHint] = Registry("error hint")
 
 
 def resolve(reference: str | Callable[..., Any]) -> Any:

@@ -16,6 +16,7 @@ from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.gemini.settings import TUNING_ROUTES, GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 from mafine.providers.registry import PROVIDERS, ProviderEntry
+from mafine.registry import ERROR_HINTS, ErrorHint
 from mafine.schema import Strict, mutable_field
 
 MAX_CONCURRENCY = 4096  # more requests in flight than any quota or machine serves
@@ -132,5 +133,12 @@ PROVIDERS.register(
         "local",
         open="mafine.providers:open_local",
         capabilities=lambda config: Capabilities(tuning=True, scoring=True),
+    )
+)
+ERROR_HINTS.register(
+    ErrorHint(
+        "google.auth.exceptions",
+        "Google credentials: {error}; for Vertex AI run `gcloud auth application-default "
+        "login` or set GOOGLE_APPLICATION_CREDENTIALS, and set provider.gemini.project",
     )
 )
