@@ -209,6 +209,13 @@ def grade(
             help="Rule tried when a response has no boxed answer: final_answer or last_number."
         ),
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            help="An option of the grader: key=value (repeatable), as in grading.options.",
+        ),
+    ] = None,
 ) -> None:
     """Grade responses with any grader and print the accuracy; sends no request."""
 
@@ -220,16 +227,20 @@ def grade(
 
         if output is not None:
             check_output(output, [file])
-        grading = _grading(GradingConfig(), grader, fallback)
+        grading = _grading(GradingConfig(), grader, fallback, option)
         console.print(grade_file(file, grading, output, seed=seed).describe(), markup=False)
 
     _guarded(body)
 
 
 def _grading(
-    base: GradingConfig, grader: str | None, fallbacks: list[str] | None = None
+    base: GradingConfig,
+    grader: str | None,
+    fallbacks: list[str] | None = None,
+    options: list[str] | None = None,
 ) -> GradingConfig:
-    """The grading config with a grader (and fallbacks) chosen on the command line."""
+    """The grading config with a grader, its fallbacks and its options (`key=value`, values
+    read as YAML) chosen on the command line."""
     from pydantic import ValidationError
 
     from mafine.errors import MafineError
@@ -241,10 +252,28 @@ def _grading(
         raw["grader"] = grader
     if fallbacks:
         raw["fallbacks"] = fallbacks
+    for item in options or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise MafineError(f"--option expects key=value, got {item!r}")
+        chosen = raw.setdefault("options", {}).setdefault(raw["grader"], {})
+        chosen[key.strip()] = _yaml_value(text)
     try:
         return GradingConfig.model_validate(raw)
     except ValidationError as exc:
         raise MafineError(f"grading: {describe_validation_error(exc)}") from None
+
+
+def _yaml_value(text: str) -> Any:
+    """`text` read as a YAML scalar (a number, a boolean), or the text itself."""
+    import yaml
+
+    from mafine.config_checks import parse_yaml
+
+    try:
+        return parse_yaml(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
 
 
 @app.command()

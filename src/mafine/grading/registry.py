@@ -41,9 +41,14 @@ class GraderEntry:
     name: str
     factory: Factory | str  # a callable, or "module:attribute" imported on first use
     description: str
-    settings: type[BaseModel] | None = None  # its options, `grading.options.NAME`
+    # The model of its options (`grading.options.NAME`, `mafine grade --option`): a class, or
+    # "module:attribute" imported when options are validated; None: it takes none.
+    settings: type[BaseModel] | str | None = None
     requires: str | None = None  # a distribution the grader needs (`pip install` name)
     symbolic: bool = False  # runs sympy-class work in worker processes
+
+    def options_model(self) -> type[BaseModel] | None:
+        return None if self.settings is None else resolve(self.settings)
 
     def build(self, config: Any) -> Any:
         """The grader, built from `config`; a missing `requires` is a one-line error."""

@@ -67,7 +67,7 @@ class GradingConfig(Strict):
     @classmethod
     def _options_valid(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for name, raw in value.items():
-            model = GRADERS.get(name).settings  # ValueError for an unknown grader
+            model = GRADERS.get(name).options_model()  # ValueError for an unknown grader
             if model is None:
                 raise ValueError(f"the {name} grader takes no options")
             try:
@@ -87,7 +87,7 @@ class GradingConfig(Strict):
         """The validated options of grader `name` (default: the chosen one); None when its
         entry has no settings model."""
         name = name or self.grader
-        model = GRADERS.get(name).settings
+        model = GRADERS.get(name).options_model()
         return None if model is None else model.model_validate(self.options.get(name, {}))
 
     @field_validator("fallbacks")
