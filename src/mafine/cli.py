@@ -417,6 +417,28 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     _guarded(body)
 
 
+@app.command()
+def plugins(
+    markdown: Annotated[bool, typer.Option(help="As a markdown table.")] = False,
+) -> None:
+    """List what is registered (providers, data sources, hub data sets, graders, compared
+    methods) and which plugin registered each; a plugin that failed to load says so on stderr."""
+
+    def body() -> None:
+        from mafine.catalog import markdown as as_markdown
+        from mafine.catalog import rows
+        from mafine.ui import console
+
+        found = rows()
+        if markdown:
+            print(as_markdown(found))
+            return
+        for row in found:
+            console.print(f"{row.kind:20} {row.name:16} {row.source:24} {row.what}")
+
+    _guarded(body)
+
+
 @app.command("fake-gemini")
 def fake_gemini(
     port: Annotated[

@@ -45,23 +45,29 @@ class Registry(Generic[EntryT]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, EntryT] = {}
+        self._origins: dict[str, str] = {}  # name -> the plugin that registered it
         _REGISTRIES.append(self)
 
     def register(self, entry: EntryT) -> EntryT:
-        if entry.name in self._entries:
-            raise ValueError(f"{self.kind} {entry.name!r} is already registered")
-        self._entries[entry.name] = entry
-        return entry
+        return self._add(entry, _loading or _package_of_caller(2))
 
     @contextmanager
     def registered(self, entry: EntryT) -> Iterator[EntryT]:
         """`entry` registered inside the block, removed after it."""
         load_plugins()
-        self.register(entry)
+        self._add(entry, _package_of_caller(3))
         try:
             yield entry
         finally:
             del self._entries[entry.name]
+            self._origins.pop(entry.name, None)
+
+    def _add(self, entry: EntryT, origin: str) -> EntryT:
+        if entry.name in self._entries:
+            raise ValueError(f"{self.kind} {entry.name!r} is already registered")
+        self._entries[entry.name] = entry
+        self._origins[entry.name] = origin
+        return entry
 
     def names(self) -> tuple[str, ...]:
         load_plugins()
@@ -84,12 +90,25 @@ class Registry(Generic[EntryT]):
             raise ValueError(self.unknown(name))
         return entry
 
+    def origin(self, name: str) -> str:
+        """Who registered `name`: `distribution:entry point` of the plugin being loaded, else
+        the top-level package of the module that registered it (`mafine` for the built-ins
+        that other modules import before any registry is read)."""
+        load_plugins()
+        return self._origins[name]
+
     def unknown(self, name: object) -> str:
         return f"unknown {self.kind} {name!r}; use one of: {', '.join(self.names())}"
 
 
 _REGISTRIES: list[Registry[Any]] = []
 _loaded = False
+_loading: str | None = None  # the plugin being loaded, which registrations are credited to
+
+
+def _package_of_caller(depth: int) -> str:
+    module = sys._getframe(depth).f_globals.get("__name__", "")
+    return str(module).partition(".")[0] or "?"
 
 
 @dataclass(frozen=True)
@@ -137,7 +156,9 @@ def plugin_entry_points() -> list[metadata.EntryPoint]:
 def load_plugin(entry_point: metadata.EntryPoint) -> bool:
     """Import (and call, when it names a callable) one plugin; on failure, one line on stderr
     and every entry it registered removed. True when it loaded."""
+    global _loading
     before = [set(registry._entries) for registry in _REGISTRIES]
+    _loading = _origin(entry_point)
     try:
         loaded = entry_point.load()
         if callable(loaded):
@@ -146,6 +167,7 @@ def load_plugin(entry_point: metadata.EntryPoint) -> bool:
         for registry, names in zip(_REGISTRIES, before, strict=False):
             for name in set(registry._entries) - names:
                 del registry._entries[name]
+                del registry._origins[name]
         lines = scrub(str(exc)).strip().splitlines()
         detail = lines[0] if lines else "no detail"
         sys.stderr.write(
@@ -153,6 +175,8 @@ def load_plugin(entry_point: metadata.EntryPoint) -> bool:
             f"{type(exc).__name__}: {detail}; mafine runs without it\n"
         )
         return False
+    finally:
+        _loading = None
     return True
 
 

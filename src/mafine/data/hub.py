@@ -27,6 +27,11 @@ data, prefixed with the data set's name: `gsm8k/test/12`, `math/algebra/train/34
 rows of a config's split in file order, before any filter, so they do not depend on filters.
 
 `datasets` is imported on first use, never at import time.
+
+Public for a new data set's parser (docs/architecture.md, "A hub data set"): `HubPart` (a
+table and where it came from), `Parsed` (what a parser returns), `require_columns` and
+`require_values` (one-line errors naming the file and row), `seeded_order`, and
+`mafine.data.files.decode_value`.
 """
 
 from __future__ import annotations
@@ -72,8 +77,10 @@ Parsed = tuple[int, Callable[[int], Record]]  # (row count, the record at an ind
 
 
 @dataclass(frozen=True)
-class _Part:
-    """One table of rows: a hub config's split, or the local files standing for it."""
+class HubPart:
+    """One table of rows: a hub config's split, or the local files standing for it. A hub data
+    set's parser (`HubDataset.parser`) gets the list of them: `parser(source, name, parts)`
+    returns `Parsed`, the row count and the record at an index."""
 
     subject: str | None  # MATH subject known from the config / directory, else None
     table: Any  # datasets.Dataset
@@ -124,25 +131,25 @@ def describe(source: HubSource) -> str:
 # --- per data set parsing ------------------------------------------------------------------
 
 
-def parse_deepmind(source: HubSource, name: str, parts: list[_Part]) -> Parsed:
+def parse_deepmind(source: HubSource, name: str, parts: list[HubPart]) -> Parsed:
     """The module's rows, decoded one at a time when drawn (the train split has 2M)."""
     prefix = f"deepmind/{source.module}/{source.split}"
     (part,) = parts
-    _require(name, part, ["question", "answer"])
+    require_columns(name, part, ["question", "answer"])
 
     def parse(index: int) -> Record:
         row = part.table[index]
         question, answer = decode_value(row["question"]), decode_value(row["answer"])
-        _nonempty(name, part, index, question=question, answer=answer)
+        require_values(name, part, index, question=question, answer=answer)
         return f"{prefix}/{index}", question, answer
 
     return len(part.table), parse
 
 
-def parse_gsm8k(source: HubSource, name: str, parts: list[_Part]) -> Parsed:
+def parse_gsm8k(source: HubSource, name: str, parts: list[HubPart]) -> Parsed:
     records: list[Record] = []
     for part in parts:
-        _require(name, part, ["question", "answer"])
+        require_columns(name, part, ["question", "answer"])
         columns = part.table.select_columns(["question", "answer"])
         for index, row in enumerate(columns):
             question = decode_value(row["question"])
@@ -151,7 +158,7 @@ def parse_gsm8k(source: HubSource, name: str, parts: list[_Part]) -> Parsed:
                 raise MafineError(
                     f"{name}: {part.origin}, row {index + 1}: the answer has no '####' line"
                 )
-            _nonempty(name, part, index, question=question, answer=answer)
+            require_values(name, part, index, question=question, answer=answer)
             records.append((f"gsm8k/{source.split}/{index}", question, answer))
     return len(records), records.__getitem__
 
@@ -163,7 +170,7 @@ def gsm8k_answer(solution: str) -> str | None:
     return solution.rsplit("####", 1)[1].strip()
 
 
-def parse_math(source: HubSource, name: str, parts: list[_Part]) -> Parsed:
+def parse_math(source: HubSource, name: str, parts: list[HubPart]) -> Parsed:
     """MATH and MATH-500 rows that pass the subject and level filters and have an answer."""
     from mafine.grading.extract import extract_boxed
 
@@ -181,7 +188,7 @@ def parse_math(source: HubSource, name: str, parts: list[_Part]) -> Parsed:
             needed.append("level")
         if source.subjects and part.subject is None:
             needed.append(subject_column or default_subject_column)
-        _require(name, part, needed)
+        require_columns(name, part, needed)
         wanted = [c for c in dict.fromkeys([*needed, subject_column, "unique_id"]) if c]
         wanted = [c for c in wanted if c in table.column_names]
         counters: dict[str, int] = {}
@@ -243,7 +250,8 @@ def _math_id(source: HubSource, subject: str | None, index: int, row: dict[str, 
     return f"{source.dataset}/{where}/{index}"
 
 
-def _require(name: str, part: _Part, columns: list[str]) -> None:
+def require_columns(name: str, part: HubPart, columns: list[str]) -> None:
+    """A one-line error naming the data set and its files when `part` lacks a column."""
     present = part.table.column_names
     for column in columns:
         if column not in present:
@@ -253,7 +261,8 @@ def _require(name: str, part: _Part, columns: list[str]) -> None:
             )
 
 
-def _nonempty(name: str, part: _Part, index: int, **values: str) -> None:
+def require_values(name: str, part: HubPart, index: int, **values: str) -> None:
+    """A one-line error naming the row when one of `values` (column=value) is empty."""
     for column, value in values.items():
         if not value:
             raise MafineError(f"{name}: {part.origin}, row {index + 1}: empty {column!r}")
@@ -266,7 +275,7 @@ def _repo(source: HubSource) -> str:
     return source.repo or source.entry.repo
 
 
-def _load_parts(source: HubSource, name: str) -> list[_Part]:
+def _load_parts(source: HubSource, name: str) -> list[HubPart]:
     """The tables to read: one per hub config the data set names (one per MATH subject asked
     for, the deepmind module, gsm8k's `main`), or the local copy's files for them."""
     by_subject = source.entry.subject_configs
@@ -274,14 +283,14 @@ def _load_parts(source: HubSource, name: str) -> list[_Part]:
     subject_of = (lambda c: c) if by_subject else (lambda c: None)
     if source.path is None:
         return [
-            _Part(subject_of(config), _load_remote(source, config, name), _hub_origin(config))
+            HubPart(subject_of(config), _load_remote(source, config, name), _hub_origin(config))
             for config in configs
         ]
     root = Path(source.path).expanduser()
     if not root.exists():
         raise MafineError(f"{name}: local copy not found: {root}")
     if root.is_file():
-        return [_Part(None, _load_local(name, [root]), str(root))]
+        return [HubPart(None, _load_local(name, [root]), str(root))]
     present = [s for s in MATH_SUBJECTS if (root / s).is_dir()]
     if by_subject and present:
         parts = []
@@ -289,12 +298,12 @@ def _load_parts(source: HubSource, name: str) -> list[_Part]:
             if not (root / str(subject)).is_dir():
                 raise MafineError(f"{name}: no directory {subject!r} (MATH subject) in {root}")
             files = _split_files(name, root / str(subject), source.split)
-            parts.append(_Part(subject, _load_local(name, files), _files_origin(files)))
+            parts.append(HubPart(subject, _load_local(name, files), _files_origin(files)))
         return parts
     config = configs[0] if not by_subject else None
     base = root / config if config and (root / config).is_dir() else root
     files = _split_files(name, base, source.split)
-    return [_Part(None, _load_local(name, files), _files_origin(files))]
+    return [HubPart(None, _load_local(name, files), _files_origin(files))]
 
 
 def _split_files(name: str, base: Path, split: str) -> list[Path]:

@@ -3,7 +3,9 @@
 A source kind (`data.source.kind`) names its settings model and the function that yields its
 `(id or None, question, answer)` records in a seeded order; a hub data set
 (`kind: hub, dataset: ...`) names its repository, splits and row parser. Builtin entries are
-registered in `mafine.data.settings`; see docs/architecture.md for adding one.
+registered in `mafine.data.settings` (a plugin of mafine's own); docs/architecture.md has the
+recipe for adding one, as a plugin package. A hub data set's parser builds on the public helpers
+of `mafine.data.hub` (`HubPart`, `Parsed`, `require_columns`, `require_values`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class SourceKind:
     settings: type  # its pydantic settings model, with `kind: Literal[name]`
     records: str | Callable[..., Any]  # (source, seed) -> Iterator[Record], in a seeded order
     describe: str | Callable[..., str]  # (source) -> a short human name of the source
+    description: str = ""  # what it is, for `mafine plugins` and the docs
 
 
 @dataclass(frozen=True)

@@ -147,14 +147,18 @@ class DataConfig(Strict):
 
 
 # The builtin kinds and hub data sets (readers imported on first use).
-for _kind, _model, _reader in (
-    ("deepmind", DeepMindSource, "mafine.data.deepmind"),  # the generator, offline
-    ("file", FileSource, "mafine.data.files"),  # a local JSONL, CSV or parquet file
-    ("hub", HubSource, "mafine.data.hub"),  # a Hugging Face hub data set, or a local copy
+for _kind, _model, _reader, _description in (
+    ("deepmind", DeepMindSource, "mafine.data.deepmind", "DeepMind's generator, offline"),
+    ("file", FileSource, "mafine.data.files", "a local JSONL, JSON, CSV or parquet file"),
+    ("hub", HubSource, "mafine.data.hub", "a Hugging Face hub data set, or a local copy"),
 ):
     SOURCES.register(
         SourceKind(
-            _kind, _model, records=f"{_reader}:source_records", describe=f"{_reader}:describe"
+            _kind,
+            _model,
+            records=f"{_reader}:source_records",
+            describe=f"{_reader}:describe",
+            description=_description,
         )
     )
 

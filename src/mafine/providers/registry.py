@@ -28,6 +28,7 @@ class ProviderEntry:
     settings: type | None = None  # the model of its `provider.<name>` section, if it has one
     priced: bool = False  # tokens billed at the prices in mafine.pricing
     tuning_hint: str = ""  # what to do when these settings cannot tune (a run refused up front)
+    description: str = ""  # what it is, for `mafine plugins` and the docs
     # "module:attribute" (or a callable) of `check(config) -> list[CheckOutcome]`, the
     # preflight of `mafine check`; None: nothing remote to check.
     check: str | Callable[..., Any] | None = None

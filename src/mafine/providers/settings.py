@@ -106,6 +106,7 @@ class ProviderConfig(Strict):
 PROVIDERS.register(
     ProviderEntry(
         "fake",
+        description="the gemini provider against an offline fake Gemini (tests, smoke runs)",
         open="mafine.providers:open_fake",
         capabilities=lambda config: Capabilities(
             tuning=True, embedding=True, batch=config.gemini.batch
@@ -118,6 +119,7 @@ PROVIDERS.register(
 PROVIDERS.register(
     ProviderEntry(
         "gemini",
+        description="Google Gemini through the Gemini API or Vertex AI (docs/gemini.md)",
         open="mafine.providers:open_gemini",
         capabilities=lambda config: Capabilities(
             tuning=config.gemini.vertex, embedding=True, batch=config.gemini.batch
@@ -131,6 +133,7 @@ PROVIDERS.register(
 PROVIDERS.register(
     ProviderEntry(
         "local",
+        description="an open model with transformers + peft (docs/local.md)",
         open="mafine.providers:open_local",
         capabilities=lambda config: Capabilities(tuning=True, scoring=True),
     )
