@@ -75,7 +75,7 @@ async def _ask(config: Any) -> str:
 
     request = GenerationRequest(
         model=config.provider.model,
-        messages=(Message(role="user", content="What is 3 minus 1?"),),
+        messages=(Message(role="user", content="What is 4 minus 1?"),),
         sampling=Sampling(temperature=0.0, top_p=1.0, max_output_tokens=16),
         sample_index=0,
         seed=0,
