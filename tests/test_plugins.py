@@ -105,7 +105,9 @@ def test_the_example_plugin_runs_all_four_kinds_through_the_cli(installed, tmp_p
     (tmp_path / "bare").mkdir()
     refused = mafine(None, "prepare", str(example_config(tmp_path / "bare")))
     assert refused.returncode != 0
-    assert refused.stderr.count("\n") == 1 and "unknown data source kind 'countdown'" in refused.stderr
+    assert (
+        refused.stderr.count("\n") == 1 and "unknown data source kind 'countdown'" in refused.stderr
+    )
 
 
 def test_check_and_estimate_of_a_plugin_provider_say_nothing_about_gemini(
@@ -128,7 +130,9 @@ def test_the_example_graders_options_on_the_command_line(installed, tmp_path) ->
     rows = [{"gold": "10", "response": "\\boxed{10.4}"}, {"gold": "3", "response": "\\boxed{5}"}]
     answers.write_text("".join(json.dumps(row) + "\n" for row in rows))
     strict = mafine(installed, "grade", str(answers), "--grader", "within")
-    loose = mafine(installed, "grade", str(answers), "--grader", "within", "--option", "tolerance=0.5")
+    loose = mafine(
+        installed, "grade", str(answers), "--grader", "within", "--option", "tolerance=0.5"
+    )
     assert strict.returncode == loose.returncode == 0, strict.stderr + loose.stderr
     assert "0/2 responses correct" in strict.stdout and "1/2 responses correct" in loose.stdout
     bad = mafine(installed, "grade", str(answers), "--grader", "within", "--option", "tolerance=-1")
@@ -183,7 +187,9 @@ def test_broken_plugins_are_one_line_each_and_mafine_runs_without_them(tmp_path)
     )
     assert lines[1].startswith("mafine: plugin needs-missing:main (needs_missing) not loaded: ")
     assert "No module named 'not_installed_x'" in lines[1]
-    assert "plugin takes-fake:main" in lines[2] and "provider 'fake' is already registered" in lines[2]
+    assert (
+        "plugin takes-fake:main" in lines[2] and "provider 'fake' is already registered" in lines[2]
+    )
     assert (tmp_path / "runs" / "exp" / "problems" / "eval.jsonl").exists()
     # what the failed plugin registered before failing is gone; the builtin fake is mafine's
     listed = mafine(site, "plugins")

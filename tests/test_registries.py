@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ import pytest
 from mafine.config import load_config
 from mafine.data.registry import HUB_DATASETS, SOURCES, HubDataset, SourceKind
 from mafine.data.settings import SourceSettings
+from mafine.grading.registry import GRADERS
 from mafine.jsonl import read_rows
 from mafine.methods import METHODS, Method
 from mafine.providers import closing
@@ -92,7 +94,9 @@ def test_a_provider_that_cannot_tune_runs_its_baselines_and_says_what_it_skipped
     cli, tmp_path, untunable
 ) -> None:
     path = write_config(
-        tmp_path, provider={"name": "untunable"}, evaluation={"embedder": "none", "compare": ["star"]}
+        tmp_path,
+        provider={"name": "untunable"},
+        evaluation={"embedder": "none", "compare": ["star"]},
     )
     result = cli("run", path)
     assert result.exit_code == 0, result.output
@@ -123,7 +127,9 @@ def test_a_provider_that_cannot_tune_and_no_baselines_is_refused_before_anything
     cli, tmp_path, untunable
 ) -> None:
     path = write_config(
-        tmp_path, provider={"name": "untunable"}, evaluation={"embedder": "none", "baselines": False}
+        tmp_path,
+        provider={"name": "untunable"},
+        evaluation={"embedder": "none", "baselines": False},
     )
     assert_one_line_error(cli("run", path), "provider untunable cannot tune models")
     assert all(not provider.requests for provider in untunable)
@@ -209,20 +215,55 @@ def test_stages_run_on_a_scripted_provider_given_to_the_session(tmp_path: Path) 
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+README = DOCS.parent / "README.md"
+NAME_CELL = re.compile(r"^\| `([a-z0-9_]+)`")
+CELL_NAME = re.compile(r"\| `([a-z0-9_]+)`:")
 
 
-def test_the_docs_name_every_builtin_entry() -> None:
-    """The docs' tables are checked against the registries (the builtin entries)."""
-    datasets = (DOCS / "datasets.md").read_text()
-    for name in (*SOURCES.names(), *HUB_DATASETS.names()):
-        assert f"`{name}`" in datasets, name
-    method = (DOCS / "method.md").read_text()
-    for entry in METHODS.entries():
-        if entry.comparable:
-            assert f"`{entry.name}`" in method, entry.name
-    providers = (DOCS / "architecture.md").read_text()
-    for name in PROVIDERS.names():
-        assert f"`{name}`" in providers, name
+def table_names(
+    path: Path, header: str, pattern: re.Pattern[str] = NAME_CELL, section: str = ""
+) -> set[str]:
+    """The names in the first table whose header line starts with `header` (after the heading
+    `section`, when given): the backticked name that opens each row (or, with CELL_NAME, opens
+    a cell as `name`:)."""
+    lines = path.read_text().splitlines()
+    after = lines.index(section) if section else 0
+    start = next(i for i, line in enumerate(lines) if i > after and line.startswith(header))
+    names = set()
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        found = pattern.findall(line)
+        names.update(found if pattern is CELL_NAME else found[:1])
+    return names
+
+
+@pytest.mark.parametrize(
+    ("path", "header", "registry", "pattern"),
+    [
+        (README, "| `provider.name` | generation", PROVIDERS, NAME_CELL),
+        (DOCS / "architecture.md", "| `provider.name` | what", PROVIDERS, NAME_CELL),
+        (DOCS / "datasets.md", "| `kind` | what", SOURCES, NAME_CELL),
+        (DOCS / "datasets.md", "| `dataset` | hub repository", HUB_DATASETS, NAME_CELL),
+        (DOCS / "grading.md", "| grader | compares", GRADERS, NAME_CELL),
+        (DOCS / "method.md", "| paper | mafine", METHODS, CELL_NAME),  # the ablations section
+    ],
+)
+def test_the_docs_tables_name_exactly_the_builtin_entries(path, header, registry, pattern) -> None:
+    """Hand-written tables (saying more than the registry knows) checked against the
+    registries: a name added, removed or misspelt on either side fails here."""
+    section = "## Baselines and ablations (`evaluation.compare`)" if registry is METHODS else ""
+    documented = table_names(path, header, pattern, section)
+    builtin = {
+        entry.name
+        for entry in registry.entries()
+        if registry.origin(entry.name).partition(":")[0] == "mafine"
+        and getattr(entry, "comparable", True)  # METHODS: only the ones a config can compare
+    }
+    assert documented == builtin, (
+        f"{path.name}'s table under {header!r} names {sorted(documented)}, the registries "
+        f"{sorted(builtin)}: edit the table (`mafine plugins` lists the registered names)"
+    )
 
 
 def test_a_registered_hub_data_set_reads_its_local_copy(cli, tmp_path) -> None:

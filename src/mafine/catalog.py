@@ -65,11 +65,18 @@ def with_table(text: str, table: str) -> str:
     return f"{head}{BEGIN}\n{table}\n{END}{tail}"
 
 
-def main(paths: list[str]) -> None:
+def main(paths: list[str]) -> int:
+    """Rewrite the table of built-ins in each markdown file; one line per file that has none."""
     table = markdown(rows(builtin_only=True))
+    status = 0
     for path in map(Path, paths):
-        path.write_text(with_table(path.read_text(), table))
+        try:
+            path.write_text(with_table(path.read_text(), table))
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"{path}: {exc}\n")
+            status = 1
+    return status
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -3,7 +3,8 @@
 check.
 
 The checks of the gemini and fake providers (`check_gemini`, `check_fake`) prove a Gemini setup
-with the fewest and cheapest real calls, before a long run spends money. The calls, in order (docs/gemini.md, "First real run"):
+with the fewest and cheapest real calls, before a long run spends money. The calls, in order
+(docs/gemini.md, "First real run"):
 
 1. countTokens on the base model, at the generation location: free; it needs working
    credentials and a location that serves the model (credentials, model).

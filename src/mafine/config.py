@@ -22,7 +22,12 @@ from mafine.data.settings import DataConfig, DeepMindSource, FileSource, HubSour
 from mafine.errors import MafineError
 from mafine.grading.settings import GradingConfig
 from mafine.methods import METHODS, compared_method
-from mafine.providers.settings import FakeSettings, GeminiSettings, ProviderConfig  # noqa: F401
+from mafine.providers.settings import (  # noqa: F401
+    FakeSettings,
+    GeminiSettings,
+    ProviderConfig,
+    registered_mutable_keys,
+)
 from mafine.schema import Strict, describe_validation_error, mutable_field, mutable_keys
 
 
@@ -230,8 +235,8 @@ def _refuse_stored_secrets(data: Any, key: str = "") -> None:
     elif isinstance(data, str) and secrets.holds_secret(data):
         raise MafineError(
             f"{key}: holds an API key or a secret environment variable's value, which would "
-            "be stored in the run directory; keep keys only in the variable named by "
-            "provider.gemini.api_key_env"
+            "be stored in the run directory; keep keys only in environment variables, named "
+            "in the provider's settings (its api_key_env)"
         )
 
 
@@ -277,13 +282,7 @@ def variant_config(config: Config, name: str) -> Config:
 def mutable_config_keys() -> frozenset[str]:
     """`MUTABLE_KEYS` and the keys marked mutable in the settings of providers registered by
     plugins (their `provider.<name>` sections)."""
-    from mafine.providers.registry import PROVIDERS
-
-    keys = set(MUTABLE_KEYS)
-    for entry in PROVIDERS.entries():
-        if entry.settings is not None and entry.name not in ProviderConfig.model_fields:
-            keys.update(mutable_keys(entry.settings, f"provider.{entry.name}."))
-    return frozenset(keys)
+    return frozenset(MUTABLE_KEYS).union(registered_mutable_keys())
 
 
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -238,7 +238,6 @@ def render_estimate(result: Estimate, config: Config) -> list[Any]:
     from rich.table import Table
 
     from mafine.pricing import format_cost
-
     from mafine.registry import resolve
 
     entry = config.provider.entry
@@ -279,4 +278,6 @@ def _tuning_cost(result: Estimate, priced: bool) -> str:
     if not priced:
         return ""
     cost = result.tuning_cost()
-    return f": {format_cost(cost)}" + ("" if cost is not None else " (no tuning price for this model)")
+    return f": {format_cost(cost)}" + (
+        "" if cost is not None else " (no tuning price for this model)"
+    )

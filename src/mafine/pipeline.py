@@ -12,9 +12,7 @@ from mafine.stages.session import Session, variant_sessions
 from mafine.ui import console
 
 
-async def evaluate_stage(
-    session: Session, iteration: int, compared: bool = True
-) -> dict[str, Any]:
+async def evaluate_stage(session: Session, iteration: int, compared: bool = True) -> dict[str, Any]:
     """The eval debates of the base models (once per run) and of iteration K's models, for
     the main method and every compared method that has them (none when not `compared`);
     then the results."""

@@ -12,7 +12,6 @@ from mafine.grading.registry import GRADERS, GraderEntry
 from mafine.methods import METHODS, Method
 from mafine.providers.base import Capabilities
 from mafine.providers.registry import PROVIDERS, ProviderEntry
-
 from mafine_example_plugin.settings import CalculatorSettings, CountdownSource
 
 

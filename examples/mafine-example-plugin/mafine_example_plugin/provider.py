@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mafine.artifacts import Completion, Usage
@@ -30,7 +30,7 @@ class Calculator(ProviderBase):
     latency_s: float = 0.0
     name: str = "calculator"
     max_concurrency: int = 8
-    capabilities: Capabilities = Capabilities(tuning=True)
+    capabilities: Capabilities = field(default_factory=lambda: Capabilities(tuning=True))
 
     async def generate(self, request: GenerationRequest) -> Completion:
         await asyncio.sleep(self.latency_s)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mafine.seeds import split_rng
-
 from mafine_example_plugin.settings import CountdownSource
 
 

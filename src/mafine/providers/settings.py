@@ -17,7 +17,7 @@ from mafine.providers.gemini.settings import TUNING_ROUTES, GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 from mafine.providers.registry import PROVIDERS, ProviderEntry
 from mafine.registry import ERROR_HINTS, ErrorHint
-from mafine.schema import Strict, mutable_field
+from mafine.schema import Strict, mutable_field, mutable_keys
 
 MAX_CONCURRENCY = 4096  # more requests in flight than any quota or machine serves
 
@@ -101,6 +101,16 @@ class ProviderConfig(Strict):
             return given
         settings = PROVIDERS.get(name).settings
         return settings() if settings is not None else None
+
+
+def registered_mutable_keys() -> tuple[str, ...]:
+    """The mutable keys of the `provider.<name>` sections that registered providers bring
+    (plugins), which are no fields of `ProviderConfig`."""
+    keys: list[str] = []
+    for entry in PROVIDERS.entries():
+        if entry.settings is not None and entry.name not in ProviderConfig.model_fields:
+            keys.extend(mutable_keys(entry.settings, f"provider.{entry.name}."))
+    return tuple(keys)
 
 
 PROVIDERS.register(
