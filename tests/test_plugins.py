@@ -269,3 +269,17 @@ def test_a_plugin_error_in_an_unknown_library_gets_its_registered_hint() -> None
     error = type("TokenExpired", (Exception,), {"__module__": "acme_sdk.auth"})("expired")
     with ERROR_HINTS.registered(ErrorHint("acme_sdk.auth", "acme login: {error}; run acme")):
         assert describe(error) == "acme login: expired; run acme"
+
+
+def test_a_stale_install_without_mafines_entry_points_says_how_to_fix_it(
+    monkeypatch, capsys
+) -> None:
+    from importlib import metadata
+
+    from mafine import registry
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [])
+    assert registry.plugin_entry_points() == []
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "its own entry points (mafine.plugins) are not installed" in line
+    assert "reinstall mafine (pip install -e . in a checkout)" in line

@@ -149,6 +149,12 @@ def plugin_entry_points() -> list[metadata.EntryPoint]:
     other distributions' by name."""
     found = list(metadata.entry_points(group=PLUGIN_GROUP))
     builtins = [ep for ep in found if _distribution(ep) == BUILTIN_DISTRIBUTION]
+    if not builtins:  # run from a source tree, or installed before its entry points existed
+        sys.stderr.write(
+            f"mafine: its own entry points ({PLUGIN_GROUP}) are not installed, so built-in "
+            "providers, graders, data sources or methods may be missing; reinstall mafine "
+            "(pip install -e . in a checkout)\n"
+        )
     others = sorted((ep for ep in found if ep not in builtins), key=_origin)
     return [*builtins, *others]
 
