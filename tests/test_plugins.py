@@ -283,3 +283,36 @@ def test_a_stale_install_without_mafines_entry_points_says_how_to_fix_it(
     (line,) = capsys.readouterr().err.splitlines()
     assert "its own entry points (mafine.plugins) are not installed" in line
     assert "reinstall mafine (pip install -e . in a checkout)" in line
+
+
+def test_no_field_description_lists_registered_names() -> None:
+    """Names live in the registries only: a description that lists them would drift."""
+    from pydantic import BaseModel
+
+    from mafine.config import Config
+    from mafine.data.registry import HUB_DATASETS, SOURCES
+    from mafine.grading.registry import GRADERS
+    from mafine.methods import METHODS
+
+    names = {
+        name
+        for registry in (PROVIDERS, SOURCES, HUB_DATASETS, GRADERS, METHODS)
+        for name in registry.names()
+        if len(name) > 4  # short names (file, hub, math) are ordinary words too
+    }
+
+    def descriptions(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
+        found = []
+        for key, field in model.model_fields.items():
+            found.append((prefix + key, field.description or ""))
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found += descriptions(annotation, f"{prefix}{key}.")
+        return found
+
+    listing = [
+        (key, sorted(name for name in names if name in text))
+        for key, text in descriptions(Config)
+        if sum(name in text for name in names) >= 2
+    ]
+    assert not listing, listing

@@ -129,8 +129,8 @@ class FinetuneConfig(Strict):
 class EvaluationConfig(Strict):
     compare: list[str] = Field(
         default_factory=list,
-        description="methods run beside multiagent FT in the same run, on the same problems: "
-        "single_agent_ft, no_summary, no_critic, star, or another registered method",
+        description="compared methods (registered names: `mafine plugins`) run beside "
+        "multiagent FT in the same run, on the same problems",
     )
     baselines: bool = Field(True, description="Base, Majority and Debate on the eval split")
     embedder: str = Field(
