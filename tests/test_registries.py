@@ -284,3 +284,13 @@ def test_a_registered_hub_data_set_reads_its_local_copy(cli, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     first = json.loads((tmp_path / "runs" / "exp" / "problems" / "eval.jsonl").open().readline())
     assert first["id"].startswith("tiny/") and first["source"].startswith("tiny (")
+
+
+def test_each_builtin_providers_section_is_the_settings_its_entry_names() -> None:
+    """`provider.<name>` holds the settings model the provider's entry declares, builtin or not."""
+    from mafine.providers.settings import ProviderConfig
+
+    for entry in PROVIDERS.entries():
+        if entry.name in ProviderConfig.model_fields:
+            assert ProviderConfig.model_fields[entry.name].annotation is entry.settings, entry.name
+            assert isinstance(ProviderConfig().settings_of(entry.name), entry.settings)

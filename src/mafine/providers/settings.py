@@ -39,6 +39,8 @@ class ProviderConfig(Strict):
         description="share of a stage's responses that may have no text (blocked, no "
         "candidates) before it stops; 1: never stop",
     )
+    # The builtin providers' sections (`provider.<name>`, the settings their entries name) are
+    # fields, so their keys are typed here; a plugin's section is validated by its entry.
     gemini: GeminiSettings = Field(default_factory=GeminiSettings)
     fake: FakeSettings = Field(default_factory=FakeSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
@@ -121,6 +123,7 @@ PROVIDERS.register(
         capabilities=lambda config: Capabilities(
             tuning=True, embedding=True, batch=config.gemini.batch
         ),
+        settings=FakeSettings,  # and the gemini provider's own, which it runs
         priced=True,
         check="mafine.check:check_fake",
         estimate_notes="mafine.providers.gemini.estimate_notes:fake_notes",
@@ -134,6 +137,7 @@ PROVIDERS.register(
         capabilities=lambda config: Capabilities(
             tuning=config.gemini.vertex, embedding=True, batch=config.gemini.batch
         ),
+        settings=GeminiSettings,
         priced=True,
         tuning_hint=TUNING_ROUTES,
         check="mafine.check:check_gemini",
@@ -146,6 +150,7 @@ PROVIDERS.register(
         description="an open model with transformers + peft (docs/local.md)",
         open="mafine.providers:open_local",
         capabilities=lambda config: Capabilities(tuning=True, scoring=True),
+        settings=LocalSettings,
     )
 )
 ERROR_HINTS.register(
