@@ -316,3 +316,20 @@ def test_no_field_description_lists_registered_names() -> None:
         if sum(name in text for name in names) >= 2
     ]
     assert not listing, listing
+
+
+@pytest.mark.parametrize(
+    ("reference", "fragment"),
+    [
+        ("my_plugin_not_there.provider:open", "cannot be imported: No module named"),
+        ("mafine.providers:open_mine", "mafine.providers has no 'open_mine'"),
+    ],
+)
+def test_a_mistyped_import_path_in_an_entry_is_one_line(cli, tmp_path, reference, fragment):
+    from tests.test_errors import assert_one_line_error
+
+    entry = ProviderEntry("typo", open=reference, capabilities=lambda config: Capabilities())
+    with PROVIDERS.registered(entry):
+        result = cli("debate", write_config(tmp_path, provider={"name": "typo"}), "-i", "0")
+    assert_one_line_error(result, f"{reference} (named by a registry entry)")
+    assert fragment in result.output

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Generic, Protocol, TypeVar
 
+from mafine.errors import MafineError
 from mafine.secrets import scrub
 
 PLUGIN_GROUP = "mafine.plugins"
@@ -127,11 +128,25 @@ ERROR_HINTS: Registry[ErrorHint] = Registry("error hint")
 
 def resolve(reference: str | Callable[..., Any]) -> Any:
     """The object a `"package.module:attribute"` reference names (imported now), or the
-    callable itself when the entry gave one directly."""
+    callable itself when the entry gave one directly. A module that cannot be found or an
+    attribute it lacks is a one-line error naming the reference."""
     if not isinstance(reference, str):
         return reference
     module, _, attribute = reference.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise MafineError(
+            f"{reference} (named by a registry entry) cannot be imported: {exc}; correct the "
+            "entry's import path, or install the package it needs"
+        ) from exc
+    try:
+        return getattr(found, attribute)
+    except AttributeError:
+        raise MafineError(
+            f"{reference} (named by a registry entry): {module} has no {attribute!r}; correct "
+            "the entry's import path"
+        ) from None
 
 
 def load_plugins() -> None:
