@@ -400,7 +400,7 @@ def estimate(
 
 @app.command()
 def check(config: ConfigArg, set_: SetOption = None) -> None:
-    """Prove a Gemini setup with the fewest, cheapest real calls, then print the estimate."""
+    """Run the provider's preflight (Gemini: the fewest, cheapest real calls), then the estimate."""
 
     def body() -> None:
         from mafine.check import check as run_check

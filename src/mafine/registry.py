@@ -160,7 +160,7 @@ def load_plugins() -> None:
 
 
 def plugin_entry_points() -> list[metadata.EntryPoint]:
-    """The group's entry points: mafine's built-ins first (in their declared order), then the
+    """The group's entry points: mafine's built-ins first (in their metadata's order), then the
     other distributions' by name."""
     found = list(metadata.entry_points(group=PLUGIN_GROUP))
     builtins = [ep for ep in found if _distribution(ep) == BUILTIN_DISTRIBUTION]
