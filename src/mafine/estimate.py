@@ -247,17 +247,14 @@ def render_estimate(result: Estimate, config: Config) -> list[Any]:
         title=f"estimate for {model}: {config.iterations} iteration(s), "
         f"{config.data.train_size} train / {config.data.eval_size} eval problems{prices}"
     )
-    for column in ("work", "requests", "input tokens", "output tokens", "standard", "batch"):
+    costs = ("standard", "batch") if entry.priced else ()  # unpriced: no cost columns
+    for column in ("work", "requests", "input tokens", "output tokens", *costs):
         table.add_column(column, justify="left" if column == "work" else "right")
     for line in [*result.lines, result.total]:
-        table.add_row(
-            line.name,
-            f"{line.requests:,}",
-            f"{line.input_tokens:,.0f}",
-            f"{line.output_tokens:,.0f}",
-            format_cost(result.cost(line)),
-            format_cost(result.cost(line, batch=True)),
-        )
+        cells = [f"{line.requests:,}", f"{line.input_tokens:,.0f}", f"{line.output_tokens:,.0f}"]
+        if entry.priced:
+            cells += [format_cost(result.cost(line)), format_cost(result.cost(line, batch=True))]
+        table.add_row(line.name, *cells)
     a = result.assumptions
     notes = [
         f"questions: {result.question_tokens:.0f} tokens on average ({result.question_source}); "
