@@ -448,3 +448,23 @@ def test_a_429_on_batch_creation_is_retried_then_reported_without_claiming_a_wai
     assert tries == GeminiSettings().max_attempts  # an explicit refusal creates no job
     assert "refused to create a batch job" in line and "nothing was submitted" in line
     assert "after 0s" not in line and "Resource has been exhausted" in line and KEY not in line
+
+
+@pytest.mark.parametrize(
+    ("status", "passes"),
+    [
+        ('{"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}}', True),
+        ({"code": 8, "message": "Resource has been exhausted (e.g. check quota)."}, True),
+        ({"code": 14, "message": "The service is currently unavailable."}, True),
+        ("Internal error encountered.", True),
+        ('Bad Request: {"error": {"code": 400, "message": "Please use a valid role: user, model.", "status": "INVALID_ARGUMENT"}}', False),
+        ({"code": 3, "message": "Thinking level MINIMAL is not supported for this model."}, False),
+        ("Request contains an invalid argument.", False),
+    ],
+)  # fmt: skip
+def test_a_failed_rows_status_says_whether_another_job_can_pass_it(status, passes):
+    from mafine.providers.batch import _vertex_row
+
+    row = _vertex_row({"status": status, "response": {}, "request": {}})
+    assert row.retryable is passes
+    assert row.message  # Google's text, kept for the one line
