@@ -450,14 +450,22 @@ def test_a_429_on_batch_creation_is_retried_then_reported_without_claiming_a_wai
     assert "after 0s" not in line and "Resource has been exhausted" in line and KEY not in line
 
 
+_STATUS_429 = json.dumps(
+    {"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}}
+)
+_STATUS_400 = json.dumps(
+    {"error": {"code": 400, "message": "Please use a valid role.", "status": "INVALID_ARGUMENT"}}
+)
+
+
 @pytest.mark.parametrize(
     ("status", "passes"),
     [
-        ('{"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}}', True),
+        (_STATUS_429, True),
         ({"code": 8, "message": "Resource has been exhausted (e.g. check quota)."}, True),
         ({"code": 14, "message": "The service is currently unavailable."}, True),
         ("Internal error encountered.", True),
-        ('Bad Request: {"error": {"code": 400, "message": "Please use a valid role: user, model.", "status": "INVALID_ARGUMENT"}}', False),
+        ("Bad Request: " + _STATUS_400, False),
         ({"code": 3, "message": "Thinking level MINIMAL is not supported for this model."}, False),
         ("Request contains an invalid argument.", False),
     ],
