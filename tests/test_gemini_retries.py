@@ -209,3 +209,12 @@ def test_a_429_naming_no_quota_is_waited_on_within_capacity_wait_s_then_stops_in
     line = str(raised.value)
     assert "naming no quota" in line and "capacity_wait_s" in line and "\n" not in line
     assert "Resource exhausted" in line  # Google's own words
+
+
+def test_scattered_429s_do_not_slow_the_others():
+    with faulty(["rate_limit"], rate=0.1, retry_delay_s=0.01) as fake:
+        # The fake's 429 names a 600/min quota: paced at it, mafine has no reason to slow.
+        answers, gemini = run(fake, *(request(n) for n in range(30)), requests_per_minute=600)
+        limited = fake.fault_stats().get("rate_limit", 0)
+    assert len(answers) == 30 and 0 < limited == gemini.pacer.rate_limited_count
+    assert gemini.pacer.decreases == 0 and gemini.pacer.requests_per_minute == 600
