@@ -78,6 +78,36 @@ def test_injected_429s_look_like_geminis():
     assert "limit: 250" in day.value.message
 
 
+def test_an_injected_499_looks_like_geminis_and_is_transient():
+    with FakeGemini(FakeSettings(fault_rate=1.0, fault_kinds=["cancelled"])) as fake:
+        client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=fake.url))
+        with pytest.raises(errors.APIError) as cancelled:
+            client.models.generate_content(model="gemini-3.1-flash-lite", contents="hi")
+        client.close()
+    assert cancelled.value.code == 499 and cancelled.value.status == "CANCELLED"
+    assert cancelled.value.message == "The operation was cancelled."
+    assert classify(cancelled.value).kind == "transient"
+
+
+def test_inline_batch_results_come_back_out_of_order_with_their_metadata():
+    import time
+
+    with FakeGemini(FakeSettings(batch_polls=0)) as fake:
+        client = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=fake.url))
+        sent = [str(n) for n in range(12)]
+        requests = [
+            types.InlinedRequest(contents=f"What is {n} + 1?", metadata={"key": n}) for n in sent
+        ]
+        job = client.batches.create(model="gemini-3.1-flash-lite", src=requests)
+        deadline = time.monotonic() + 10
+        while not (job.dest and job.dest.inlined_responses):
+            assert time.monotonic() < deadline
+            job = client.batches.get(name=job.name)
+        client.close()
+    returned = [item.metadata["key"] for item in job.dest.inlined_responses]
+    assert sorted(returned, key=int) == sent and returned != sent
+
+
 def test_latency_is_added_per_request():
     import time
 

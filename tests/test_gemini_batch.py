@@ -266,3 +266,213 @@ def test_the_fake_refuses_an_inline_batch_over_20_mb_as_the_api_does():
     error = json.loads(refused.value.read())["error"]
     assert refused.value.code == 400 and error["status"] == "INVALID_ARGUMENT"
     assert error["message"] == "Request payload size exceeds the limit: 20971520 bytes."
+
+
+# ---- results out of order, failed rows, failed jobs, creation refused ---------------------
+def _question(n: int) -> GenerationRequest:
+    return GenerationRequest(
+        model="gemini-3.1-flash-lite",
+        messages=(Message(role="user", content=QUESTION.format(question=f"What is {n}+1?")),),
+        sampling=Sampling(temperature=1.0, top_p=0.9, max_output_tokens=128),
+        sample_index=0,
+        seed=3,
+    )
+
+
+def _ask_api_key(fake: FakeGemini, tmp_path: Path, count: int) -> list[str]:
+    async def ask() -> list[str]:
+        settings = GeminiSettings(
+            tier="none", batch=True, retry_initial_s=0.01, retry_max_s=0.02, **FAST
+        )
+        inner = GeminiProvider(
+            ProviderConfig(name="gemini", gemini=settings),
+            Connection(api_key=KEY, base_url=fake.url),
+        )
+        provider = BatchProvider(inner, tmp_path)
+        try:
+            completions = await asyncio.gather(
+                *map(provider.generate, map(_question, range(count)))
+            )
+            return [c.text for c in completions]
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(ask())
+
+
+def test_inline_results_come_back_shuffled_and_each_lands_on_its_own_question(tmp_path):
+    with FakeGemini(FakeSettings(error_rate=0.0)) as fake:  # every answer right
+        texts = _ask_api_key(fake, tmp_path, 8)
+        (job,) = fake.batches.jobs.values()
+    assert job.order != sorted(job.order)  # the fake answered out of request order
+    assert [t.rsplit("\\boxed{", 1)[-1] for t in texts] == [f"{n + 1}}}" for n in range(8)]
+
+
+def test_a_result_set_whose_keys_do_not_match_is_refused_in_one_line(tmp_path, monkeypatch):
+    from mafine.errors import MafineError
+    from mafine.providers.fake_gemini import batches
+
+    # One result comes back twice and another not at all.
+    monkeypatch.setattr(batches, "_shuffled", lambda count, seed: [0, 0, *range(2, count)])
+    with FakeGemini(FakeSettings()) as fake, pytest.raises(MafineError) as refused:
+        _ask_api_key(fake, tmp_path, 4)
+    line = str(refused.value)
+    assert "do not match its 4 requests" in line and "1 missing" in line and "1 repeated" in line
+    assert "\n" not in line and KEY not in line
+    events = [BatchRecord.model_validate_json(r).event for r in (tmp_path / STATE_FILE).open()]
+    assert events == ["submitted", "failed"]  # forgotten: the next run submits them again
+
+
+def _vertex_rows(fake: FakeGemini) -> list[dict]:
+    rows = []
+    for job in fake.batches.jobs.values():
+        data = fake.object_bytes(f"{job.output_dir}/predictions.jsonl") if job.output_dir else None
+        rows += [json.loads(line) for line in (data or b"").decode().splitlines()]
+    return rows
+
+
+def test_vertex_rows_that_failed_under_load_are_submitted_again_and_complete(
+    cli, tmp_path, traffic
+):
+    online = debate(cli, write_config(tmp_path, "online"))
+    config = write_config(
+        tmp_path,
+        "rows",
+        provider__gemini={"batch": True, **FAST},
+        provider__fake__fault_rate=0.3,
+        provider__fake__fault_kinds=["unavailable", "cancelled"],
+    )
+    assert debate(cli, config) == online
+    fake = traffic.servers[-1]
+    failed = [r for r in _vertex_rows(fake) if r["status"]]
+    assert failed and all(r["response"] == {} for r in failed)  # the documented shape
+    assert len(fake.batches.jobs) > 3  # the failed rows went again
+    answered = fake.stats(cumulative=True)["generate_keys"]
+    assert set(answered.values()) == {1}, "a request answered in one job was sent again"
+
+
+def test_a_vertex_row_refused_for_good_stops_with_googles_words_and_is_not_resubmitted(
+    cli, tmp_path, traffic, monkeypatch
+):
+    from mafine.providers.fake_gemini import batches
+
+    refusal = "Thinking level MINIMAL is not supported for this model."
+    monkeypatch.setitem(batches._ROW_FAULTS, "server_error", (400, refusal))
+    config = write_config(
+        tmp_path,
+        "refused",
+        provider__gemini={"batch": True, **FAST},
+        provider__fake__fault_rate=1.0,
+        provider__fake__fault_kinds=["server_error"],
+    )
+    assert cli("prepare", config).exit_code == 0
+    result = cli("debate", config)
+    assert result.exit_code != 0
+    assert refusal in result.output and "INVALID_ARGUMENT" in result.output
+    assert len(traffic.servers[-1].batches.jobs) == 1  # not resubmitted
+
+
+def test_a_failed_vertex_job_keeps_its_answered_rows_and_resubmits_only_the_rest(
+    cli, tmp_path, traffic, monkeypatch
+):
+    from mafine.providers.fake_gemini import batches
+
+    original = batches.Batches._poll
+
+    def failing(self, id, backend):  # the job fails after answering part of its rows
+        job = original(self, id, backend)
+        if job.state == "PARTIALLY_SUCCEEDED":
+            job.state, job.error = "FAILED", "Internal error encountered."
+            self._save(job)
+        return job
+
+    online = debate(cli, write_config(tmp_path, "online"))
+    config = write_config(
+        tmp_path,
+        "failed",
+        provider__gemini={"batch": True, **FAST},
+        provider__fake__batch_incomplete_rate=0.3,
+    )
+    assert cli("prepare", config).exit_code == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(batches.Batches, "_poll", failing)
+        result = cli("debate", config)
+    assert result.exit_code != 0
+    assert "ended JOB_STATE_FAILED (Internal error encountered.)" in result.output
+    assert "were answered and are kept" in result.output
+    records = [BatchRecord.model_validate_json(r) for r in (run_dir(config) / STATE_FILE).open()]
+    failed = [r for r in records if r.event == "failed"]
+    assert failed and failed[0].answered and failed[0].keys  # billed rows recorded, rest listed
+    result = cli("debate", config)  # the same command again
+    assert result.exit_code == 0, result.output
+    assert (run_dir(config) / f"{DEBATE}.jsonl").read_bytes() == online
+    answered = traffic.servers[-1].stats(cumulative=True)["generate_keys"]
+    assert set(answered.values()) == {1}, "a row Google already answered was sent again"
+
+
+def test_vertex_rows_are_matched_by_their_echoed_request_when_labels_do_not_come_back(
+    cli, tmp_path, traffic, monkeypatch
+):
+    from mafine.providers.fake_gemini import batches
+
+    original = batches.Batches._write_predictions
+
+    def without_labels(self, job):
+        for line in job.requests:
+            line["request"].pop("labels", None)
+        original(self, job)
+
+    online = debate(cli, write_config(tmp_path, "online"))
+    config = write_config(tmp_path, "echo", provider__gemini={"batch": True, **FAST})
+    monkeypatch.setattr(batches.Batches, "_write_predictions", without_labels)
+    assert debate(cli, config) == online
+    assert not any("labels" in r["request"] for r in _vertex_rows(traffic.servers[-1]))
+
+
+def test_a_429_on_batch_creation_is_retried_then_reported_without_claiming_a_wait(
+    tmp_path, monkeypatch
+):
+    from mafine.errors import MafineError
+    from mafine.providers.fake_gemini import batches
+    from mafine.providers.fake_gemini.routing import FakeError
+
+    def refuse(self, request, model):
+        raise FakeError(429, "Resource has been exhausted (e.g. check quota).")
+
+    monkeypatch.setattr(batches.Batches, "create_api_key", refuse)
+    with FakeGemini(FakeSettings()) as fake:
+        with pytest.raises(MafineError) as refused:
+            _ask_api_key(fake, tmp_path, 2)
+        tries = fake.stats()["by_kind"]["batch_create"]
+    line = str(refused.value)
+    assert tries == GeminiSettings().max_attempts  # an explicit refusal creates no job
+    assert "refused to create a batch job" in line and "nothing was submitted" in line
+    assert "after 0s" not in line and "Resource has been exhausted" in line and KEY not in line
+
+
+_STATUS_429 = json.dumps(
+    {"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED"}}
+)
+_STATUS_400 = json.dumps(
+    {"error": {"code": 400, "message": "Please use a valid role.", "status": "INVALID_ARGUMENT"}}
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "passes"),
+    [
+        (_STATUS_429, True),
+        ({"code": 8, "message": "Resource has been exhausted (e.g. check quota)."}, True),
+        ({"code": 14, "message": "The service is currently unavailable."}, True),
+        ("Internal error encountered.", True),
+        ("Bad Request: " + _STATUS_400, False),
+        ({"code": 3, "message": "Thinking level MINIMAL is not supported for this model."}, False),
+        ("Request contains an invalid argument.", False),
+    ],
+)  # fmt: skip
+def test_a_failed_rows_status_says_whether_another_job_can_pass_it(status, passes):
+    from mafine.providers.batch import _vertex_row
+
+    row = _vertex_row({"status": status, "response": {}, "request": {}})
+    assert row.retryable is passes
+    assert row.message  # Google's text, kept for the one line

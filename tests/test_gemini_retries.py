@@ -64,7 +64,7 @@ def test_a_clean_answer_passes_through():
     assert completion.usage.total_tokens > 0
 
 
-@pytest.mark.parametrize("kind", ["server_error", "unavailable", "drop", "malformed"])
+@pytest.mark.parametrize("kind", ["server_error", "unavailable", "drop", "malformed", "cancelled"])
 def test_transient_faults_are_retried_and_bounded(kind):
     with faulty([kind]) as fake:
         with pytest.raises(MafineError, match="after 4 attempts") as raised:
@@ -184,3 +184,37 @@ def test_a_refused_connection_is_retried_then_reported():
     with pytest.raises(MafineError, match="did not answer after 3 attempts") as caught:
         run(Closed(), request(1), max_attempts=3)
     assert KEY not in str(caught.value)
+
+
+def test_a_429_naming_no_quota_is_waited_on_within_capacity_wait_s_then_stops_in_one_line():
+    from mafine.providers import fake_connection
+
+    with faulty(["rate_limit"]) as fake:  # on Vertex paths: the detail-less 429
+
+        async def main():
+            settings = GeminiSettings(
+                tier="none", retry_initial_s=0.01, retry_max_s=0.02, capacity_wait_s=0.1
+            )
+            gemini = GeminiProvider(
+                ProviderConfig(name="gemini", gemini=settings), fake_connection(fake.url)
+            )
+            try:
+                await gemini.generate(request(3))
+            finally:
+                await gemini.aclose()
+
+        with pytest.raises(MafineError) as raised:
+            asyncio.run(main())
+        assert fake.fault_stats()["rate_limit"] >= 2  # retried, then stopped
+    line = str(raised.value)
+    assert "naming no quota" in line and "capacity_wait_s" in line and "\n" not in line
+    assert "Resource exhausted" in line  # Google's own words
+
+
+def test_scattered_429s_do_not_slow_the_others():
+    with faulty(["rate_limit"], rate=0.1, retry_delay_s=0.01) as fake:
+        # The fake's 429 names a 600/min quota: paced at it, mafine has no reason to slow.
+        answers, gemini = run(fake, *(request(n) for n in range(30)), requests_per_minute=600)
+        limited = fake.fault_stats().get("rate_limit", 0)
+    assert len(answers) == 30 and 0 < limited == gemini.pacer.rate_limited_count
+    assert gemini.pacer.decreases == 0 and gemini.pacer.requests_per_minute == 600

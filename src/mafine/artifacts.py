@@ -150,7 +150,9 @@ class SFTCount(Row):
 
 
 class BatchRecord(Row):
-    """One line of `batches.jsonl`: a job submitted (with its request keys) or finished."""
+    """One line of `batches.jsonl`: a job submitted (with its request keys), finished (with
+    how many rows it answered, i.e. billed, and how many failed), or failed (`keys`: the
+    requests it left without an answer, which a later run submits again; none listed: all)."""
 
     event: Literal["submitted", "finished", "failed"]
     job: str
@@ -158,4 +160,6 @@ class BatchRecord(Row):
     display_name: str = ""
     keys: list[str] = Field(default_factory=list)
     error: str | None = None
+    answered: int | None = None
+    failed: int | None = None
     time: str = ""

@@ -5,18 +5,27 @@ Pacing uses `aiolimiter` (a leaky bucket per limit: small, asyncio-native, well 
 this module adds is the policy:
 
 * `Pacer.acquire` waits for a request slot and for its estimated input tokens, and for any
-  pause a 429 imposed on everyone. Buckets hold one second of traffic (at least one request),
-  and pacing runs at `HEADROOM` of the limit, so no 60-second window ever exceeds it.
-* `Pacer.rate_limited` is called on a per-minute 429: every request pauses for the delay the
-  error carried, and the request rate halves (down to 1/16); it recovers by half again every
-  `RECOVER_S` seconds without a 429. Without a configured limit, the halving starts from the
-  rate observed over the last minute.
-* `classify` sorts an exception into `rate_limit` (wait and slow down), `quota` (per-day or
-  `limit: 0`: waiting will not help, stop), `transient` (5xx, timeouts, dropped connections,
-  a malformed body: back off and retry) and `fatal` (400, 401, 403, 404 and anything else:
-  fail at once). It reads the HTTP status from google-genai's `APIError`, httpx's
-  `HTTPStatusError` or aiohttp's `ClientResponseError`, and knows both transports' errors,
-  so a provider on any of them shares it.
+  pause an overload imposed on everyone. Buckets hold one second of traffic (at least one
+  request), and pacing runs at `HEADROOM` of the limit, so no 60-second window exceeds it.
+* `Pacer.rate_limited` hears of every 429 (the request that got it backs off on its own, in
+  `retry.py`). The pace drops only as far as the evidence says (additive increase,
+  multiplicative decrease):
+  - a 429 naming a per-minute request quota whose value is below the pace: the pace becomes
+    that value (Google said what the limit is);
+  - 429s that are at least `OVERLOAD_SHARE` of the attempts of the last `EVIDENCE_S` seconds
+    (the window really is exceeded, whatever the 429s say): everyone pauses for the delay and
+    the pace drops to `DECREASE` of itself (at most once per `BURST_S`; down to `SLOWEST`);
+  - anything else (a scattered 429: another client on the project, Vertex AI's shared
+    capacity under load) changes nothing for the others.
+  Each answered request then raises the pace by `STEP` of the limit, at most once per
+  `RAISE_EVERY_S`, until it is back at the limit. Without a configured limit, the first
+  decrease starts from the rate observed over the last minute.
+* `classify` sorts an exception into `rate_limit` (wait and retry), `quota` (per-day or
+  `limit: 0`: waiting will not help, stop), `transient` (5xx, 499 CANCELLED, timeouts,
+  dropped connections, a malformed body: back off and retry) and `fatal` (400, 401, 403,
+  404 and anything else: fail at once). It reads the HTTP status from google-genai's
+  `APIError`, httpx's `HTTPStatusError` or aiohttp's `ClientResponseError`, and knows both
+  transports' errors, so a provider on any of them shares it.
 """
 
 from __future__ import annotations
@@ -32,8 +41,13 @@ from typing import Any, Literal
 
 from aiolimiter import AsyncLimiter
 
-# Requests and input tokens per minute per tier: the lowest of the current Flash and
-# Flash-Lite models' published limits (docs/gemini.md, dated there). "none": no pacing.
+# mafine's conservative default pace per tier (requests and input tokens per minute), NOT
+# Google's figures: the Gemini API's rate-limit page (https://ai.google.dev/gemini-api/docs/
+# rate-limits, read 2026-12-06) no longer publishes per-tier numbers; it sends each project to
+# its active limits in Google AI Studio and adds spend-based limits. These defaults are the
+# lowest Flash/Flash-Lite figures that page listed when it still did; a 429 naming a lower
+# per-minute quota lowers the pace to it (Pacer.rate_limited). Set requests_per_minute to
+# the figure AI Studio shows for the project.
 TIER_LIMITS: dict[str, tuple[float | None, float | None]] = {
     "free": (10, 250_000),
     "tier1": (1_000, 1_000_000),
@@ -42,10 +56,19 @@ TIER_LIMITS: dict[str, tuple[float | None, float | None]] = {
     "none": (None, None),
 }
 HEADROOM = 0.97
-RECOVER_S = 30.0
-BURST_S = 5.0  # 429s closer together than this (or than their delay) slow down once
+EVIDENCE_S = 10.0  # the window in which the share of 429s among attempts is judged
+OVERLOAD_SHARE = 0.25  # 429s at least this share of recent attempts: the window is exceeded
+OVERLOAD_MIN = 3  # ... and at least this many of them
+DECREASE = 0.7
+BURST_S = 5.0  # decreases closer together than this (or than the 429's delay) count once
 SLOWEST = 1 / 16
-TRANSIENT_CODES = frozenset({408, 500, 502, 503, 504})
+STEP = 0.02  # additive increase per answered request, as a share of the limit
+RAISE_EVERY_S = 1.0
+# 499 CANCELLED arrives from Gemini under load ("The operation was cancelled.", reason
+# backendError: google-gemini/gemini-cli#20309, 2026-02-25): retried like 500/503.
+TRANSIENT_CODES = frozenset({408, 499, 500, 502, 503, 504})
+_REQUEST_QUOTA = re.compile(r"requests?", re.IGNORECASE)
+_PER_MINUTE = re.compile(r"per ?minute|PerMinute", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -76,19 +99,25 @@ class Pacer:
     def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self._clock = clock
-        self._factor = 1.0
-        self._base_rpm = limits.requests_per_minute
-        self._requests = _bucket(self._base_rpm, 1.0) if self._base_rpm else None
+        self._limit = limits.requests_per_minute  # the ceiling (lowered by a named quota)
+        self._observed = False  # the ceiling is an observed rate, not a configured limit
+        self._rpm = self._limit  # the pace now
+        self._requests = _bucket(self._rpm, 1.0) if self._rpm else None
+        self._unfilled: AsyncLimiter | None = None  # a swapped-in bucket, to fill before use
         self._tokens = _bucket(limits.tokens_per_minute, 10.0) if limits.tokens_per_minute else None
         self._pause_until = 0.0
-        self._last_429 = 0.0
+        self._last_decrease = float("-inf")
+        self._last_raise = float("-inf")
         self._starts: deque[float] = deque()
+        self._limited: deque[float] = deque()
+        self.attempts = 0
         self.rate_limited_count = 0
+        self.decreases = 0
 
     @property
     def requests_per_minute(self) -> float | None:
         """The rate requests are paced at now (None: unpaced)."""
-        return self._base_rpm * self._factor if self._base_rpm else None
+        return self._rpm
 
     async def acquire(self, tokens: int = 0) -> None:
         while True:
@@ -96,11 +125,15 @@ class Pacer:
             if pause > 0:
                 await asyncio.sleep(pause)
                 continue
-            self._maybe_recover()
             limiter = self._requests
             if limiter is not None:
+                if self._unfilled is limiter:
+                    # A new bucket starts empty, which would allow a burst on top of the
+                    # traffic the old one just let through: start it full instead.
+                    self._unfilled = None
+                    await limiter.acquire(limiter.max_rate)
                 await limiter.acquire()
-                if limiter is not self._requests:  # slowed down while waiting: queue again
+                if limiter is not self._requests:  # the pace changed while waiting: queue again
                     continue
             if self._pause_until > self._clock():
                 continue
@@ -108,24 +141,61 @@ class Pacer:
         if self._tokens is not None and tokens > 0:
             await self._tokens.acquire(min(float(tokens), self._tokens.max_rate))
         now = self._clock()
+        self.attempts += 1
         self._starts.append(now)
-        while self._starts and self._starts[0] < now - 60.0:
-            self._starts.popleft()
+        _trim(self._starts, now - 60.0)
 
-    def rate_limited(self, delay: float) -> None:
-        """A per-minute 429: everyone waits `delay` seconds, and the rate halves."""
+    def rate_limited(self, delay: float, quota_rpm: float | None = None) -> bool:
+        """A 429 (the request itself backs off); True when the pace dropped for everyone.
+
+        `quota_rpm` is the value of a per-minute request quota the 429 named, if any."""
         now = self._clock()
         self.rate_limited_count += 1
-        self._pause_until = max(self._pause_until, now + delay)
-        if now - self._last_429 < max(delay, BURST_S) and self._factor < 1.0:
-            self._last_429 = now  # the same burst of 429s: slow down once per burst
+        self._limited.append(now)
+        _trim(self._limited, now - EVIDENCE_S)
+        slowed = False
+        if quota_rpm is not None and quota_rpm > 0:
+            if self._limit is None or quota_rpm < self._limit:
+                self._limit, self._observed = quota_rpm, False
+            if self._rpm is None or quota_rpm < self._rpm:
+                self._set_pace(quota_rpm)
+                slowed = True
+        if self._overloaded(now) and now - self._last_decrease >= max(delay, BURST_S):
+            if self._limit is None:
+                self._limit, self._observed = self._observed_rpm(now), True
+            current = self._rpm if self._rpm is not None else self._limit
+            self._set_pace(max(current * DECREASE, self._limit * SLOWEST))
+            self._pause_until = max(self._pause_until, now + delay)
+            self._last_decrease = now
+            self.decreases += 1
+            slowed = True
+        return slowed
+
+    def answered(self) -> None:
+        """A request was answered: climb back towards the limit, additively."""
+        if self._rpm is None or self._limit is None or self._rpm >= self._limit:
             return
-        self._last_429 = now
-        if self._base_rpm is None:
-            self._base_rpm = self._observed_rpm(now)
-            self._factor = 1.0
-        self._factor = max(self._factor / 2, SLOWEST)
-        self._requests = _bucket(self._base_rpm * self._factor, 1.0)
+        now = self._clock()
+        if now - self._last_raise < RAISE_EVERY_S or now - self._last_decrease < RAISE_EVERY_S:
+            return
+        self._last_raise = now
+        raised = min(self._limit, self._rpm + STEP * self._limit)
+        if raised >= self._limit and self._observed:
+            self._limit = self._rpm = self._requests = None  # back to unpaced
+            self._observed = False
+            return
+        self._set_pace(raised)
+
+    def _set_pace(self, rpm: float) -> None:
+        self._rpm = rpm
+        self._requests = _bucket(rpm, 1.0)
+        self._unfilled = self._requests
+
+    def _overloaded(self, now: float) -> bool:
+        """Whether recent 429s are too many to be scattered: the window is really exceeded."""
+        attempts = sum(1 for t in self._starts if t >= now - EVIDENCE_S)
+        limited = len(self._limited)
+        return limited >= OVERLOAD_MIN and limited >= OVERLOAD_SHARE * max(attempts, 1)
 
     def _observed_rpm(self, now: float) -> float:
         """Requests per minute started over the last minute (or since the first request)."""
@@ -135,19 +205,10 @@ class Pacer:
         elapsed = max(now - recent[0], 1.0)
         return max(len(recent) * 60.0 / elapsed, 1.0)
 
-    def _maybe_recover(self) -> None:
-        if self._factor >= 1.0 or self._base_rpm is None:
-            return
-        now = self._clock()
-        if now - self._last_429 < RECOVER_S:
-            return
-        self._last_429 = now
-        self._factor = min(1.0, self._factor * 1.5)
-        if self._factor >= 1.0 and self.limits.requests_per_minute is None:
-            self._base_rpm, self._requests = None, None  # back to unpaced
-            return
-        assert self._base_rpm is not None
-        self._requests = _bucket(self._base_rpm * self._factor, 1.0)
+
+def _trim(times: deque[float], before: float) -> None:
+    while times and times[0] < before:
+        times.popleft()
 
 
 # ---- error classes ---------------------------------------------------------------------
@@ -158,7 +219,8 @@ Kind = Literal["rate_limit", "quota", "transient", "fatal"]
 class Failure:
     kind: Kind
     delay: float | None = None  # the server's retry hint, seconds
-    quota: str | None = None  # which quota a 429 names
+    quota: str | None = None  # which quota a 429 names (None: a 429 without details)
+    quota_rpm: float | None = None  # the value of a per-minute request quota it names
     reason: str | None = None  # the google.rpc.ErrorInfo reason, e.g. API_KEY_INVALID
 
 
@@ -175,6 +237,7 @@ class HttpError:
 _PER_DAY = re.compile(r"per ?day|PerDay|daily", re.IGNORECASE)
 _LIMIT_ZERO = re.compile(r"limit: ?0(?![\d.])")
 _RETRY_IN = re.compile(r"retry in ([\d.]+)\s*(ms|s)\b", re.IGNORECASE)
+_METRIC_IN_MESSAGE = re.compile(r"Quota exceeded for metric: ?([^\s,]+), limit: ?([\d.]+)")
 _DURATION = re.compile(r"^\s*([\d.]+)\s*s?\s*$")  # "17s"; a Retry-After header: "17"
 # Transport errors by class name, so neither aiohttp nor httpx2 needs importing to know them:
 # httpx's TransportError covers connect/read/write errors, timeouts and protocol errors;
@@ -246,6 +309,7 @@ def _classify_429(error: HttpError) -> Failure:
     message = error.message
     delay = error.retry_after
     quota_ids: list[str] = []
+    quota_rpm: list[float] = []
     for detail in error.details:
         kind = str(detail.get("@type", ""))
         if kind.endswith("RetryInfo"):
@@ -259,6 +323,9 @@ def _classify_429(error: HttpError) -> Failure:
                         quota_ids.append(f"{name} (limit {value})" if value else str(name))
                         if str(value) == "0":
                             quota_ids[-1] += " limit: 0"
+                        rpm = _per_minute_requests(violation, value)
+                        if rpm is not None:
+                            quota_rpm.append(rpm)
     if delay is None:
         match = _RETRY_IN.search(message)
         if match:
@@ -270,7 +337,24 @@ def _classify_429(error: HttpError) -> Failure:
     if hard or in_message:
         named = "; ".join(hard) if hard else _first_line(message)
         return Failure("quota", delay, named)
-    return Failure("rate_limit", delay, "; ".join(quota_ids) or None)
+    if not quota_ids:  # no details, but the message may name the metric (and its limit)
+        match = _METRIC_IN_MESSAGE.search(message)
+        if match:
+            quota_ids.append(f"{match.group(1)} (limit {match.group(2)})")
+    return Failure(
+        "rate_limit", delay, "; ".join(quota_ids) or None, quota_rpm=min(quota_rpm, default=None)
+    )
+
+
+def _per_minute_requests(violation: dict[str, Any], value: Any) -> float | None:
+    """The value of a QuotaFailure violation that limits requests per minute, else None."""
+    names = f"{violation.get('quotaId') or ''} {violation.get('quotaMetric') or ''}"
+    if not (_PER_MINUTE.search(names) and _REQUEST_QUOTA.search(names)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _error_details(details: Any) -> tuple[dict[str, Any], ...]:

@@ -4,6 +4,21 @@ prediction jobs reading and writing Cloud Storage JSON Lines.
 Gemini API batch mode: https://ai.google.dev/gemini-api/docs/batch-mode
 Vertex AI batch prediction for Gemini:
 https://cloud.google.com/vertex-ai/generative-ai/docs/multimodal/batch-prediction-gemini
+
+As the real services do, by default:
+* results come back in no particular order: inline responses shuffled (each with the
+  `metadata` its request carried), Vertex output lines too. The Gemini API returns inlined
+  responses out of request order (googleapis/python-genai#1909, 2026-01-09, "the results
+  are not ordered by the API"; PR #2124, 2026-03-05, reorders them by a metadata marker),
+  and a JSONL job's answers came back out of order too (same thread, 2026-01-11).
+* a Vertex output line echoes its request; a failed line carries its error in `status`
+  beside an empty `response` (https://cloud.google.com/vertex-ai/generative-ai/docs/
+  multimodal/batch-prediction-from-cloud-storage, "for succeeded rows, model responses are
+  stored in the response field", errors in `status`, read 2026-12-06; BerriAI/litellm#25627,
+  2026-05-01, tells rows apart the same way). The status text here is the error as JSON;
+  its exact wording on Vertex is not documented.
+* with `fault_rate`, a batch row may fail as online requests do under load (429, 499, 500,
+  503 among `fault_kinds`), drawn per job and row.
 """
 
 from __future__ import annotations
@@ -47,7 +62,9 @@ class BatchJob:
     polls: int = 0
     state: str = "PENDING"
     results: list[dict[str, Any] | None] = field(default_factory=list)  # None: unattempted
+    order: list[int] = field(default_factory=list)  # the order results come back in
     output_dir: str = ""
+    error: str = ""  # why a FAILED job failed
 
 
 class Batches:
@@ -217,13 +234,17 @@ class Batches:
             model = str(body.pop("model", "") or job.model)
             body.pop("labels", None)
             try:
+                fault = self._row_fault(job, index)
+                if fault is not None:
+                    raise fault
                 name, tuned = self._model(model)
                 payload = self._generation.answer(f"batch:{name}", body, name, tuned)
                 results.append({"response": payload, "metadata": line.get("metadata")})
             except FakeError as exc:
-                error = {"code": exc.status, "message": exc.message}
+                error = {"code": exc.status, "message": exc.message, "status": _name(exc)}
                 results.append({"error": error, "metadata": line.get("metadata")})
         job.results = results
+        job.order = _shuffled(len(results), f"{self._settings().fault_seed}:{job.number}")
         if job.backend == "vertex":
             self._write_predictions(job)
         # Some predictions never attempted: the job ends PARTIALLY_SUCCEEDED, the missing
@@ -243,6 +264,16 @@ class Batches:
         material = f"incomplete:{settings.fault_seed}:{job.number}:{index}"
         return unit_interval(material) < settings.batch_incomplete_rate
 
+    def _row_fault(self, job: BatchJob, index: int) -> FakeError | None:
+        """The error a row meets under load, drawn per job and row from `fault_kinds`."""
+        settings = self._settings()
+        kinds = [k for k in settings.fault_kinds if k in _ROW_FAULTS]
+        material = f"batch-fault:{settings.fault_seed}:{job.number}:{index}"
+        if not kinds or unit_interval(material) >= settings.fault_rate:
+            return None
+        status, message = _ROW_FAULTS[kinds[int(unit_interval("kind:" + material) * len(kinds))]]
+        return FakeError(status, message)
+
     def _save(self, job: BatchJob) -> None:
         self._state.put(str(job.number), dataclasses.asdict(job))
 
@@ -250,14 +281,16 @@ class Batches:
         stamp = routing.now()
         job.output_dir = f"{job.output_prefix}/prediction-model-{stamp}"
         out = []
-        for line, result in zip(job.requests, job.results, strict=True):
+        for index in job.order or range(len(job.requests)):
+            line, result = job.requests[index], job.results[index]
             if result is None:  # never attempted: no output line
                 continue
             row = {"status": "", "processed_time": routing.now(), "request": line["request"]}
             if "response" in result:
                 row["response"] = result["response"]
-            else:
-                row["status"] = result["error"]["message"]
+            else:  # a failed row: the error in `status`, beside an empty response
+                row["response"] = {}
+                row["status"] = json.dumps({"error": result["error"]}, sort_keys=True)
             out.append(json.dumps(row, ensure_ascii=False, sort_keys=True))
         bucket, _, name = job.output_dir.removeprefix("gs://").partition("/")
         data = "".join(line + "\n" for line in out).encode()
@@ -270,6 +303,28 @@ class Batches:
             # Seeded as the endpoint serving it online: one model, one set of answers.
             return f"endpoints/{tuned.number}", tuned
         return base_model(self._settings(), model, "batch prediction"), None
+
+
+# Errors a batch row meets under load, as online requests do (faults.py has the online ones).
+_ROW_FAULTS: dict[str, tuple[int, str]] = {
+    "rate_limit": (429, "Resource exhausted. Please try again later."),
+    "server_error": (500, "An internal error has occurred. Please retry."),
+    "unavailable": (503, "The model is overloaded. Please try again later."),
+    "cancelled": (499, "The operation was cancelled."),
+}
+_STATUS = {
+    400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+    500: "INTERNAL", 503: "UNAVAILABLE",
+}  # fmt: skip
+
+
+def _name(error: FakeError) -> str:
+    return _STATUS.get(error.status, "UNKNOWN")
+
+
+def _shuffled(count: int, seed: str) -> list[int]:
+    """A deterministic permutation of range(count): the order a job's results come back in."""
+    return sorted(range(count), key=lambda i: unit_interval(f"batch-order:{seed}:{i}"))
 
 
 def _mldev_resource(job: BatchJob) -> dict[str, Any]:
@@ -285,13 +340,14 @@ def _mldev_resource(job: BatchJob) -> dict[str, Any]:
     }
     operation: dict[str, Any] = {"name": name, "metadata": metadata}
     if job.state == "SUCCEEDED":
+        results = [job.results[i] for i in job.order or range(len(job.results))]
         metadata["endTime"] = routing.now()
-        metadata["output"] = {"inlinedResponses": {"inlinedResponses": job.results}}
+        metadata["output"] = {"inlinedResponses": {"inlinedResponses": results}}
         operation["done"] = True
         operation["response"] = {
             "@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
             "GenerateContentBatchOutput",
-            "inlinedResponses": {"inlinedResponses": job.results},
+            "inlinedResponses": {"inlinedResponses": results},
         }
     return operation
 
@@ -310,7 +366,12 @@ def _vertex_resource(job: BatchJob) -> dict[str, Any]:
             "gcsDestination": {"outputUriPrefix": job.output_prefix},
         },
     }
-    if job.state in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"):
+    if job.error:
+        resource["error"] = {"code": 13, "message": job.error}
+    # A job that ended, even FAILED, has exported the rows it completed (Google's output
+    # docs, module docstring: "if the batch prediction job is terminated, all completed rows
+    # are exported").
+    if job.output_dir and job.state in ("SUCCEEDED", "PARTIALLY_SUCCEEDED", "FAILED"):
         incomplete = sum(1 for r in job.results if r is None)
         failed = sum(1 for r in job.results if r is not None and "error" in r)
         resource["endTime"] = routing.now()

@@ -116,6 +116,18 @@ def _safety(context: _Context) -> Reply:
     return Reply.json(200, {"candidates": [candidate], "usageMetadata": context.usage})
 
 
+def _cancelled(context: _Context) -> Reply:
+    """Gemini's 499 under load, as google-gemini/gemini-cli#20309 (2026-02-25) shows it."""
+    message = "The operation was cancelled."
+    error = {
+        "code": 499,
+        "message": message,
+        "errors": [{"message": message, "domain": "global", "reason": "backendError"}],
+        "status": "CANCELLED",
+    }
+    return Reply.json(499, {"error": error})
+
+
 _MALFORMED = b'{"candidates": [{"content": {"role": "model", "parts": [{"text": "tru'
 
 # One reply per kind in settings.FAULT_KINDS (checked below, at import).
@@ -128,6 +140,7 @@ _REPLIES: dict[str, Callable[[_Context], Reply]] = {
     "empty": lambda c: Reply.json(200, {"usageMetadata": c.usage, "modelVersion": "fake"}),
     "safety": _safety,
     "malformed": lambda c: Reply(200, _MALFORMED, {"Content-Type": "application/json"}),
+    "cancelled": _cancelled,
 }
 if set(_REPLIES) != set(FAULT_KINDS):  # pragma: no cover - a fault kind without a reply
     raise RuntimeError("faults._REPLIES must answer every kind in settings.FAULT_KINDS")

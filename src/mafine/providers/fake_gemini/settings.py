@@ -13,6 +13,7 @@ from mafine.schema import Strict, mutable_field
 
 FaultKind = Literal[
     "rate_limit", "server_error", "unavailable", "hang", "drop", "empty", "safety", "malformed",
+    "cancelled",
 ]  # fmt: skip
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 

@@ -59,6 +59,35 @@ def not_found(model: str, connection: Connection) -> MafineError:
     )
 
 
+def rate_limited(
+    message: str, quota: str | None, waited_s: float, connection: Connection
+) -> MafineError:
+    """The line for a request that kept getting 429s: a named per-minute quota, or a 429
+    naming none, which may be a spend cap. Google's rate-limit page documents spend-based
+    limits answered with 429 RESOURCE_EXHAUSTED, which waiting does not lift
+    (https://ai.google.dev/gemini-api/docs/rate-limits, "Spend-based rate limits", read
+    2026-12-06; Project Spend Caps: https://blog.google/innovation-and-ai/technology/
+    developers-tools/more-control-over-gemini-api-costs, 2026-03)."""
+    waited = f"after {waited_s:.0f}s of waiting" if waited_s >= 1 else "at once"
+    if quota:
+        return MafineError(
+            f"gemini kept answering 429 RESOURCE_EXHAUSTED for {quota} ({message}) {waited} "
+            "(provider.gemini.rate_limit_wait_s); lower provider.gemini.requests_per_minute "
+            "or provider.max_concurrency, then run the same command again"
+        )
+    where = (
+        "Vertex AI's shared capacity is busy (retry later, or use Provisioned Throughput)"
+        if connection.vertex
+        else "it may be a spend cap (the project's monthly cap or its tier's), which waiting "
+        "does not lift: see the Spend and Rate limit pages of Google AI Studio"
+    )
+    return MafineError(
+        f"gemini kept answering 429 RESOURCE_EXHAUSTED naming no quota ({message}) {waited} "
+        f"(provider.gemini.capacity_wait_s): {where}; every finished response is kept: run "
+        "the same command again later"
+    )
+
+
 def credential_hint(connection: Connection, settings: GeminiSettings) -> str:
     if connection.vertex:
         return "the Vertex AI credentials (gcloud auth application-default login)"
@@ -92,12 +121,7 @@ def user_error(
                 "journal: run the same command again after the reset, or use a higher tier"
             )
         if failure.kind == "rate_limit":
-            return MafineError(
-                f"gemini kept answering 429 RESOURCE_EXHAUSTED ({message}) after "
-                f"{rate_limited_s:.0f}s of waiting (provider.gemini.rate_limit_wait_s); lower "
-                "provider.gemini.requests_per_minute or provider.max_concurrency, then run "
-                "the same command again"
-            )
+            return rate_limited(message, failure.quota, rate_limited_s, connection)
         if code == 404:
             return not_found(model, connection)
         if code == 401 or failure.reason in BAD_CREDENTIALS:

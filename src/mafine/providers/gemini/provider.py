@@ -2,8 +2,9 @@
 
 Every request is paced (`limits.Pacer`: requests and tokens per minute) and retried by
 error class (`retry.Retrier`, the loop any HTTP provider shares): a per-minute 429 waits the
-delay the error carries (or backs off exponentially when it carries none) and slows everyone
-down; 5xx, timeouts, dropped connections and malformed bodies back off exponentially with
+delay the error carries (or backs off exponentially when it carries none) and slows the
+others only on evidence (`limits.Pacer`); 5xx, 499, timeouts, dropped connections and
+malformed bodies back off exponentially with
 jitter, `max_attempts` times at most; a per-day quota (or `limit: 0`) raises `QuotaExhausted`
 and stops the provider; 400/401/403/404 fail at once with one line. A response without text
 (no candidates, SAFETY, RECITATION, ...) is asked again up to `reask_blocked` times, then

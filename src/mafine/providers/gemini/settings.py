@@ -68,7 +68,13 @@ class GeminiSettings(Strict):
     )
     retry_max_s: float = mutable_field(60.0, gt=0, description="longest single backoff")
     rate_limit_wait_s: float = mutable_field(
-        900.0, gt=0, description="longest total wait on per-minute 429s for one request"
+        900.0, gt=0, description="longest total wait on 429s naming a quota, for one request"
+    )
+    capacity_wait_s: float = mutable_field(
+        300.0,
+        gt=0,
+        description="longest total wait on 429s naming no quota (Vertex AI shared capacity, "
+        "or a spend cap that waiting does not lift), for one request",
     )
     reask_blocked: int = Field(
         2,
