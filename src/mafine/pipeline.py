@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mafine.methods import METHODS
 from mafine.stages import build_sft, evaluate, finetune, prepare
 from mafine.stages.debate import debate_split
 from mafine.stages.roster import load_records
@@ -14,7 +15,9 @@ from mafine.ui import console
 
 async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
     """The eval debates of the base models (once per run) and of iteration K's models, for
-    the main method and every compared method that has them; then the results."""
+    the main method and every compared method that has them; then the results. A base-only
+    compared method debates the eval split with the base models only, after the baselines,
+    whose responses it may reuse from the journal."""
     run = session.run
     evaluate.refuse_dropping_later_results(run, iteration)
     load_records(run, iteration)  # fail before paying for baselines
@@ -23,8 +26,11 @@ async def evaluate_stage(session: Session, iteration: int) -> dict[str, Any]:
     if iteration > 0:
         await debate_split(session, iteration, "eval")
     async with variant_sessions(session) as variants:
-        for variant in variants.values():
-            if iteration > 0 and variant.run.models(iteration).exists():
+        for name, variant in variants.items():
+            if METHODS.get(name).base_only:
+                prepare.prepare(variant.run)
+                await debate_split(variant, 0, "eval")
+            elif iteration > 0 and variant.run.models(iteration).exists():
                 await debate_split(variant, iteration, "eval")
         runs = {name: variant.run for name, variant in variants.items()}
         return await evaluate.write_results(
@@ -42,7 +48,9 @@ async def iterate(session: Session, iteration: int) -> None:
 async def run_all(session: Session) -> dict[str, Any]:
     """Every stage of every iteration, for the method and each compared method; finished
     stages are skipped. Compared methods share the provider and the journal, so a debate they
-    have in common with the main run (the first train debate, say) costs nothing twice."""
+    have in common with the main run (the first train debate, say) costs nothing twice.
+    Base-only compared methods (they tune nothing) run no iteration: `evaluate_stage`
+    debates their eval split with the base models."""
     run = session.run
     finetune.require_tuning(run.config)
     iterations = run.config.iterations
@@ -54,6 +62,8 @@ async def run_all(session: Session) -> dict[str, Any]:
         await debate_split(session, iteration, "eval")
     async with variant_sessions(session) as variants:
         for name, variant in variants.items():
+            if METHODS.get(name).base_only:
+                continue
             prepare.prepare(variant.run)
             for iteration in range(1, iterations + 1):
                 console.rule(f"{name}: iteration {iteration}")

@@ -41,6 +41,12 @@ STATISTICS_NOTE = (
 )
 
 
+TUNED_NOTE = (
+    "Tuned: what the method fine-tuned (nothing: the base model only; one model: one model "
+    "shared by every agent; every agent: each agent's own models)."
+)
+
+
 # Rows of the results table ----------------------------------------------------------------
 @dataclass(frozen=True)
 class ResultRow:
@@ -166,21 +172,23 @@ def render_report(
     if header.provider == "fake":
         lines += [f"> **Warning:** {FAKE_WARNING}", ""]
     lines += ["## Accuracy", ""]
-    columns = ["method", "iteration", "accuracy %", "±SE", "95% CI"]
+    tuned = {m.id: m.what_was_tuned for m in document.methods}
+    columns = ["method", "iteration", "tuned", "accuracy %", "±SE", "95% CI"]
     columns += [f"vs {ref.capitalize()}" for ref in references]
-    lines += [_md_row(columns), _md_row(["---"] * 2 + ["---:"] * (len(columns) - 2))]
+    lines += [_md_row(columns), _md_row(["---"] * 3 + ["---:"] * (len(columns) - 3))]
     for row in rows:
         m = row.method
         cells = [
             method_name(m),
             iteration_name(m.iteration),
+            tuned[m.id],
             f"{pct(m.accuracy)} ({m.correct}/{m.n})",
             pct(m.se),
             interval(m.ci_low, m.ci_high),
             *(change_cell(row.changes[ref]) for ref in references),
         ]
         lines.append(_md_row(cells))
-    lines += ["", STATISTICS_NOTE]
+    lines += ["", TUNED_NOTE, "", STATISTICS_NOTE]
     if any(r.method.uses_labels for r in rows):
         lines += [
             "",
@@ -355,16 +363,19 @@ def results_table(
     )
     table.add_column("method", ratio=1, min_width=12)
     table.add_column("iter", justify="right", no_wrap=True)
+    table.add_column("tuned", min_width=7)
     table.add_column("acc ±SE", justify="right", no_wrap=True)
     table.add_column("95% CI", justify="right", no_wrap=True)
     for ref in references:
         table.add_column(f"vs {ref.capitalize()}", justify="right", no_wrap=True)
+    tuned = {m.id: m.what_was_tuned for m in document.methods}
     for row in rows:
         m = row.method
         changes = [row.changes[ref] for ref in references]
         table.add_row(
             method_name(m),
             str(m.iteration),
+            tuned[m.id],
             f"{pct(m.accuracy)} ±{pct(m.se)}",
             f"{pct(m.ci_low)}–{pct(m.ci_high)}",
             *("" if c is None else f"{signed(c.diff)}\n{p_value(c.p_value)}" for c in changes),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from mafine.config import Config, variant_config
 from mafine.grading import Grader, get_grader
 from mafine.journal import Journal
+from mafine.methods import MAIN_METHOD
 from mafine.providers import open_provider
 from mafine.providers.base import Provider, Sampling
 from mafine.rundir import RunDir
@@ -17,12 +18,14 @@ from mafine.rundir import RunDir
 
 @dataclass
 class Session:
-    """An open run directory with its provider, journal and grader."""
+    """An open run directory with its provider, journal and grader; `method` is the method
+    whose run it is (the main run's, or a compared method's name), which seeds tie-breaks."""
 
     run: RunDir
     provider: Provider
     journal: Journal
     grader: Grader
+    method: str = MAIN_METHOD
 
 
 @asynccontextmanager
@@ -63,7 +66,7 @@ async def variant_sessions(session: Session) -> AsyncIterator[dict[str, Session]
     journal and grader."""
     with variant_runs(session.run) as runs:
         yield {
-            name: Session(run, session.provider, session.journal, session.grader)
+            name: Session(run, session.provider, session.journal, session.grader, name)
             for name, run in runs.items()
         }
 
