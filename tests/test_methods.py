@@ -305,3 +305,15 @@ def test_an_embedder_that_depends_on_the_installed_extras_is_refused(cli, config
         cli("prepare", config_path, "--set", "evaluation.embedder=auto"),
         "evaluation.embedder: auto made the metrics depend on the extras installed",
     )
+
+
+def test_the_estimate_counts_only_the_samples_a_base_only_method_sends(tmp_path) -> None:
+    from mafine.config import load_config
+    from mafine.estimate import estimate
+
+    plain = estimate(load_config(write_config(tmp_path)))
+    both = estimate(load_config(write_config(tmp_path, evaluation={"compare": BASE_ONLY})))
+    lines = {line.name: line.requests for line in both.lines}
+    assert lines["self_consistency: eval, tunes nothing"] == (5 - 3) * 6
+    assert lines["single_agent: eval, tunes nothing"] == 0
+    assert both.tuning_jobs == plain.tuning_jobs

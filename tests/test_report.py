@@ -271,7 +271,8 @@ def test_report_command_on_one_run(cli, tmp_path):
     assert not (run / "comparison.md").exists()  # one run: its table, a file only on request
     result = cli("report", run, "--output", tmp_path / "one.md")
     assert result.exit_code == 0, result.output
-    assert "| Multiagent FT, iteration 1 | every agent | 70.0 [" in (tmp_path / "one.md").read_text()
+    one = (tmp_path / "one.md").read_text()
+    assert "| Multiagent FT, iteration 1 | every agent | 70.0 [" in one
 
 
 def test_report_command_groups_by_differing_keys_and_aggregates_seeds(cli, tmp_path):
@@ -299,7 +300,8 @@ def test_report_command_groups_by_differing_keys_and_aggregates_seeds(cli, tmp_p
     assert "70.0 ± 0.0 [70.0, 70.0] (n=3)" in row
     assert "80.0 ± 10.0 [55.2, 100.0] (n=3)" in row  # clipped to 100
     change = text.split("## Change against Base")[1]
-    assert "| Multiagent FT, iteration 1 | every agent | +40.0 ± 0.0 (n=3) | +50.0 ± 10.0 (n=3) |" in change
+    row = "| Multiagent FT, iteration 1 | every agent | +40.0 ± 0.0 (n=3) | +50.0 ± 10.0 (n=3) |"
+    assert row in change
     assert "80.0 ± 10.0 (n=3)" in result.output
 
 

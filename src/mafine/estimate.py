@@ -154,7 +154,7 @@ def _add_base_only(
     if config.evaluation.baselines and variant.debate.rounds == 1:
         reused = min(variant.agents.count, config.agents.count)
     share = (requests - reused) / requests if requests else 0.0
-    line = Line(f"{name}: eval on the base models (tunes nothing)")
+    line = Line(f"{name}: eval, tunes nothing")
     line.add(
         *_times((requests - reused, inputs * share, outputs * share, 0.0), variant.data.eval_size)
     )
