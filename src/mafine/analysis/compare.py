@@ -21,7 +21,14 @@ from rich.table import Table
 
 from mafine.analysis import stats
 from mafine.analysis.metrics import METRICS_FILE, MetricsDocument, load_metrics
-from mafine.analysis.report import FAKE_WARNING, display_name, p_value, pct, signed
+from mafine.analysis.report import (
+    FAKE_WARNING,
+    display_name,
+    method_cell,
+    p_value,
+    pct,
+    signed,
+)
 from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
 
@@ -275,15 +282,14 @@ def comparison_table(comparison: Comparison) -> Table:
         if "fake" in comparison.providers
         else None,
     )
-    table.add_column("method", ratio=1, min_width=12)
-    table.add_column("tuned", min_width=7)
+    table.add_column("method (tuned)", ratio=1, min_width=12)
     for group in comparison.groups:
         table.add_column(group.name.replace(", ", "\n"), justify="right")
     for method, label in comparison.methods:
         cells = [
             accuracy_cell(comparison.cells.get((i, method))) for i in range(len(comparison.groups))
         ]
-        table.add_row(_method_label(method, label), comparison.tuned[method], *cells)
+        table.add_row(method_cell(_method_label(method, label), comparison.tuned[method]), *cells)
     return table
 
 

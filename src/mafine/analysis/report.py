@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from mafine.analysis import stats
 from mafine.analysis.diversity import Diversity, cross_nll
@@ -325,6 +326,12 @@ def _plots_section(plots: Sequence[Path], relative_to: Path | None) -> list[str]
     return lines
 
 
+def method_cell(name: str, tuned: str) -> Text:
+    """A terminal table's method cell: the name, and below it, dimmed, what it tuned (a line
+    that rows with p-values have anyway, so the table grows no wider)."""
+    return Text.assemble(name, "\n", (f"({tuned})", "dim"))
+
+
 def display_name(label: str, iteration: int) -> str:
     """`Debate` for a base-model method, `Multiagent FT, iteration 2` for a tuned one."""
     return label if iteration == 0 else f"{label}, iteration {iteration}"
@@ -361,9 +368,8 @@ def results_table(
         if header.provider == "fake"
         else "95% CI: bootstrap; change in points, p: exact McNemar",
     )
-    table.add_column("method", ratio=1, min_width=12)
+    table.add_column("method (tuned)", ratio=1, min_width=12)
     table.add_column("iter", justify="right", no_wrap=True)
-    table.add_column("tuned", min_width=7)
     table.add_column("acc ±SE", justify="right", no_wrap=True)
     table.add_column("95% CI", justify="right", no_wrap=True)
     for ref in references:
@@ -373,9 +379,8 @@ def results_table(
         m = row.method
         changes = [row.changes[ref] for ref in references]
         table.add_row(
-            method_name(m),
+            method_cell(method_name(m), tuned[m.id]),
             str(m.iteration),
-            tuned[m.id],
             f"{pct(m.accuracy)} ±{pct(m.se)}",
             f"{pct(m.ci_low)}–{pct(m.ci_high)}",
             *("" if c is None else f"{signed(c.diff)}\n{p_value(c.p_value)}" for c in changes),
