@@ -277,7 +277,7 @@ def test_single_agent_is_base_at_no_cost(base_only_run):
     assert found[("self_consistency", 0)]["tuned"] == "nothing"
     assert found[("self_consistency", 0)]["reuses"] == ["majority"]
     report = (root / "report.md").read_text()
-    assert "| Self-consistency | base models | nothing | " in report
+    assert "| Self-consistency (k=5) | base models | nothing | " in report
     assert "| Single agent | base models | nothing | " in report
 
 

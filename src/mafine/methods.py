@@ -45,6 +45,8 @@ class Method:
     uses_labels: bool = False  # trained with ground-truth answers (marked with † in reports)
     tunes: Tunes = Tunes.EVERY_AGENT
     reuses: tuple[str, ...] = ()  # methods whose responses it reads from the journal for free
+    # The settings a report shows beside the label, from the resolved config: e.g. "k=5".
+    detail: Callable[[dict[str, Any]], str] | None = field(default=None, hash=False)
 
     @property
     def comparable(self) -> bool:
@@ -53,6 +55,10 @@ class Method:
     @property
     def base_only(self) -> bool:
         return self.tunes is Tunes.NOTHING
+
+    def label_for(self, config: dict[str, Any]) -> str:
+        """The label with its detail for a run's resolved config: `Self-consistency (k=5)`."""
+        return f"{self.label} ({self.detail(config)})" if self.detail else self.label
 
     def changes_for(self, config: dict[str, Any]) -> Changes:
         """The config changes of this method for a run's resolved config (plain data)."""
@@ -111,6 +117,7 @@ for _method in (
         _self_consistency,
         tunes=Tunes.NOTHING,
         reuses=("majority",),
+        detail=lambda config: f"k={config['evaluation']['self_consistency_k']}",
     ),
     Method("single_agent", "Single agent", _samples(1), tunes=Tunes.NOTHING, reuses=("base",)),
 ):

@@ -142,10 +142,9 @@ async def metrics_document(
         health[tag] = {key: outcomes[key] for key in ("responses", "no_answer", "finish_reasons")}
         if debate.key == "debate":
             for key, field in (("base", "first_agent"), ("majority", "first_vote")):
-                methods.append(_method(key, 0, outcomes["problem_ids"], outcomes[field]))
-        methods.append(
-            _method(debate.key, debate.iteration, outcomes["problem_ids"], outcomes["final_vote"])
-        )
+                methods.append(_method(config, key, 0, outcomes["problem_ids"], outcomes[field]))
+        ids, correct = outcomes["problem_ids"], outcomes["final_vote"]
+        methods.append(_method(config, debate.key, debate.iteration, ids, correct))
     return {
         "header": header(config, grader, embedder),
         "methods": methods,
@@ -243,11 +242,11 @@ def header(config: Config, grader: Grader, embedder: Embedder | None = None) -> 
 
 
 def _method(
-    key: str, iteration: int, problem_ids: list[str], correct: list[bool]
+    config: Config, key: str, iteration: int, problem_ids: list[str], correct: list[bool]
 ) -> dict[str, Any]:
     return {
         "key": key,
-        "label": METHODS.get(key).label,
+        "label": METHODS.get(key).label_for(config_dict(config)),
         "iteration": iteration,
         "uses_labels": METHODS.get(key).uses_labels,
         "tuned": METHODS.get(key).tunes.value,
