@@ -167,17 +167,28 @@ def test_empty_file(tmp_path: Path) -> None:
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def test_regrade_with_the_runs_seed_reproduces_the_debate_tie_break() -> None:
-    import random
-
-    from mafine.grade_file import vote_rng
+def test_regrade_with_the_runs_seed_reproduces_the_debate_tie_break(tmp_path: Path) -> None:
+    from mafine.grade_file import debate_ties
     from mafine.grading import majority_vote
+    from mafine.grading.vote import TieBreak
+    from mafine.jsonl import write_rows
 
     grader = get_grader(GradingConfig(grader="numeric"))
     finals = ["1", "2", "3"]
+    path = tmp_path / "run" / "variants" / "star" / "iter-1" / "eval-debate.jsonl"
+    path.parent.mkdir(parents=True)
+    write_rows(path, [transcript("p7", "1", finals)])
+    assert debate_ties(path, 4) == TieBreak(4, "star", 1, "eval")
+    assert debate_ties(tmp_path / "run/baseline/eval-debate.jsonl", 4) == TieBreak(
+        4, "multiagent_ft", 0, "eval"
+    )
+    assert debate_ties(tmp_path / "run/iter-2/train-debate.jsonl", 4) == TieBreak(
+        4, "multiagent_ft", 2, "train"
+    )
     for seed in range(5):
-        # what the debate stage does (stages/debate.py)
-        stored, _ = majority_vote(finals, grader, random.Random(f"mafine-vote:{seed}:p7"))
-        assert vote_rng(seed, "p7").random() == random.Random(f"mafine-vote:{seed}:p7").random()
-        regraded = grade_transcripts([transcript("p7", "1", finals)], grader, seed=seed)
-        assert regraded[0].answer == stored
+        # what the debate stage does (stages/debate.py) in variants/star/iter-1/eval
+        ties = TieBreak(seed, "star", 1, "eval")
+        stored, _ = majority_vote(finals, grader, ties.rng("p7"))
+        graded = tmp_path / f"graded-{seed}.jsonl"
+        grade_file(path, GradingConfig(grader="numeric"), graded, seed=seed)
+        assert json.loads(graded.read_text())["answer"] == stored

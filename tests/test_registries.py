@@ -96,23 +96,26 @@ def test_a_provider_that_cannot_tune_runs_its_baselines_and_says_what_it_skipped
     path = write_config(
         tmp_path,
         provider={"name": "untunable"},
-        evaluation={"embedder": "none", "compare": ["star"]},
+        evaluation={"embedder": "none", "compare": ["star", "self_consistency"]},
     )
     result = cli("run", path)
     assert result.exit_code == 0, result.output
     assert (
         "provider untunable cannot tune models here, so this run skips 1 iteration(s) of "
-        "fine-tuning and the compared methods star and runs the baselines only; use a provider "
-        "that tunes"
+        "fine-tuning and the compared methods star and runs the baselines and the methods that "
+        "tune nothing; use a provider that tunes"
     ) in " ".join(result.output.split())
     (provider,) = untunable
-    eval_size = load_config(path).data.eval_size
-    assert len(provider.requests) == eval_size * 9  # the base models' eval debates, nothing else
+    config = load_config(path)
+    eval_size, k = config.data.eval_size, config.evaluation.self_consistency_k
+    # the base models' eval debates, and the samples self-consistency adds to Majority's
+    assert len(provider.requests) == eval_size * (9 + k - config.agents.count)
     run = tmp_path / "runs" / "exp"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {m["key"] for m in metrics["methods"]} >= {"base", "majority", "debate"}
+    assert "self_consistency" in {m["key"] for m in metrics["methods"]}
     assert {m["iteration"] for m in metrics["methods"]} == {0}
-    assert not (run / "iter-1").exists() and not (run / "variants").exists()
+    assert not (run / "iter-1").exists() and not (run / "variants" / "star").exists()
 
 
 def test_a_provider_that_cannot_tune_refuses_the_tuning_command_in_one_line(

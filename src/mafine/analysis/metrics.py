@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mafine.analysis import stats
 from mafine.analysis.diversity import Diversity
 from mafine.errors import MafineError
-from mafine.methods import METHODS
+from mafine.methods import METHODS, tuned
 from mafine.schema import describe_validation_error
 
 METRICS_FILE = "metrics.json"
@@ -38,6 +38,8 @@ class Header(BaseModel):
     rounds: int
     summarize: bool
     seed: int
+    # The embedder of the diversity metrics: its name and package versions (diversity.py).
+    embedder: dict[str, Any] | None = None
     config: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -56,12 +58,20 @@ class MethodResult(BaseModel):
     label: str
     iteration: int = Field(0, ge=0)
     uses_labels: bool = False
+    tuned: str | None = None  # what it fine-tuned: nothing, one model, every agent
+    reuses: list[str] = Field(default_factory=list)  # methods whose responses it reused
     correct: list[bool]
     problem_ids: list[str] | None = None
 
     @property
     def id(self) -> str:
         return stats.method_id(self.key, self.iteration)
+
+    @property
+    def what_was_tuned(self) -> str:
+        """`tuned`, or for a document written before it was recorded, the registered
+        method's."""
+        return self.tuned or tuned(self.key)
 
     @model_validator(mode="after")
     def _ids_match(self) -> MethodResult:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from mafine.analysis import stats
 from mafine.analysis.diversity import Diversity, cross_nll
@@ -38,6 +39,12 @@ STATISTICS_NOTE = (
     f"({stats.RESAMPLES:,} resamples, seed {stats.BOOTSTRAP_SEED}). A change is in percentage "
     "points against the base-model method of that column, on the same problems; p is the exact "
     "two-sided McNemar test on the problems where exactly one of the two is right."
+)
+
+
+TUNED_NOTE = (
+    "Tuned: what the method fine-tuned (nothing: the base model only; one model: one model "
+    "shared by every agent; every agent: each agent's own models)."
 )
 
 
@@ -166,21 +173,23 @@ def render_report(
     if header.provider == "fake":
         lines += [f"> **Warning:** {FAKE_WARNING}", ""]
     lines += ["## Accuracy", ""]
-    columns = ["method", "iteration", "accuracy %", "±SE", "95% CI"]
+    tuned = {m.id: m.what_was_tuned for m in document.methods}
+    columns = ["method", "iteration", "tuned", "accuracy %", "±SE", "95% CI"]
     columns += [f"vs {ref.capitalize()}" for ref in references]
-    lines += [_md_row(columns), _md_row(["---"] * 2 + ["---:"] * (len(columns) - 2))]
+    lines += [_md_row(columns), _md_row(["---"] * 3 + ["---:"] * (len(columns) - 3))]
     for row in rows:
         m = row.method
         cells = [
             method_name(m),
             iteration_name(m.iteration),
+            tuned[m.id],
             f"{pct(m.accuracy)} ({m.correct}/{m.n})",
             pct(m.se),
             interval(m.ci_low, m.ci_high),
             *(change_cell(row.changes[ref]) for ref in references),
         ]
         lines.append(_md_row(cells))
-    lines += ["", STATISTICS_NOTE]
+    lines += ["", TUNED_NOTE, "", STATISTICS_NOTE]
     if any(r.method.uses_labels for r in rows):
         lines += [
             "",
@@ -317,6 +326,12 @@ def _plots_section(plots: Sequence[Path], relative_to: Path | None) -> list[str]
     return lines
 
 
+def method_cell(name: str, tuned: str) -> Text:
+    """A terminal table's method cell: the name, and below it, dimmed, what it tuned (a line
+    that rows with p-values have anyway, so the table grows no wider)."""
+    return Text.assemble(name, "\n", (f"({tuned})", "dim"))
+
+
 def display_name(label: str, iteration: int) -> str:
     """`Debate` for a base-model method, `Multiagent FT, iteration 2` for a tuned one."""
     return label if iteration == 0 else f"{label}, iteration {iteration}"
@@ -353,17 +368,18 @@ def results_table(
         if header.provider == "fake"
         else "95% CI: bootstrap; change in points, p: exact McNemar",
     )
-    table.add_column("method", ratio=1, min_width=12)
+    table.add_column("method (tuned)", ratio=1, min_width=12)
     table.add_column("iter", justify="right", no_wrap=True)
     table.add_column("acc ±SE", justify="right", no_wrap=True)
     table.add_column("95% CI", justify="right", no_wrap=True)
     for ref in references:
         table.add_column(f"vs {ref.capitalize()}", justify="right", no_wrap=True)
+    tuned = {m.id: m.what_was_tuned for m in document.methods}
     for row in rows:
         m = row.method
         changes = [row.changes[ref] for ref in references]
         table.add_row(
-            method_name(m),
+            method_cell(method_name(m), tuned[m.id]),
             str(m.iteration),
             f"{pct(m.accuracy)} ±{pct(m.se)}",
             f"{pct(m.ci_low)}–{pct(m.ci_high)}",

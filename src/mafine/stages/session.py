@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from mafine.config import Config, variant_config
 from mafine.grading import Grader, get_grader
 from mafine.journal import Journal
+from mafine.methods import MAIN_METHOD, METHODS
 from mafine.providers import open_provider
 from mafine.providers.base import Provider, Sampling
 from mafine.rundir import RunDir
@@ -17,12 +18,14 @@ from mafine.rundir import RunDir
 
 @dataclass
 class Session:
-    """An open run directory with its provider, journal and grader."""
+    """An open run directory with its provider, journal and grader; `method` is the method
+    whose run it is (the main run's, or a compared method's name), which seeds tie-breaks."""
 
     run: RunDir
     provider: Provider
     journal: Journal
     grader: Grader
+    method: str = MAIN_METHOD
 
 
 @asynccontextmanager
@@ -45,12 +48,16 @@ async def open_session(run: RunDir, provider: Provider | None = None) -> AsyncIt
 
 
 @contextmanager
-def variant_runs(run: RunDir) -> Iterator[dict[str, RunDir]]:
-    """The compared methods' run directories, opened (and locked) beside the run."""
+def variant_runs(run: RunDir, base_only: bool = False) -> Iterator[dict[str, RunDir]]:
+    """The compared methods' run directories (only the methods that tune nothing with
+    `base_only`), opened (and locked) beside the run."""
+    names = run.config.evaluation.compare
+    if base_only:
+        names = [name for name in names if METHODS.get(name).base_only]
     with ExitStack() as stack:
         variants = {
             name: stack.enter_context(RunDir.open(variant_config(run.config, name)))
-            for name in run.config.evaluation.compare
+            for name in names
         }
         for variant in variants.values():
             variant.share_journal(run.journal)  # their requests go to the run's journal
@@ -58,12 +65,14 @@ def variant_runs(run: RunDir) -> Iterator[dict[str, RunDir]]:
 
 
 @asynccontextmanager
-async def variant_sessions(session: Session) -> AsyncIterator[dict[str, Session]]:
-    """Sessions for the compared methods: their own run directories, the shared provider,
-    journal and grader."""
-    with variant_runs(session.run) as runs:
+async def variant_sessions(
+    session: Session, base_only: bool = False
+) -> AsyncIterator[dict[str, Session]]:
+    """Sessions for the compared methods (only those that tune nothing with `base_only`): their
+    own run directories, the shared provider, journal and grader."""
+    with variant_runs(session.run, base_only) as runs:
         yield {
-            name: Session(run, session.provider, session.journal, session.grader)
+            name: Session(run, session.provider, session.journal, session.grader, name)
             for name, run in runs.items()
         }
 
