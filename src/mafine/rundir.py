@@ -35,10 +35,12 @@ def iteration_label(iteration: int) -> str:
 
 @dataclass
 class StageCounters:
-    """What one stage sent: new requests (journal hits are free) and their tokens."""
+    """What one stage sent: new requests (journal hits are free), requests sent but never
+    answered (in flight past the grace period when the stage stopped), and their tokens."""
 
     requests: int = 0
     cached: int = 0
+    unanswered: int = 0  # sent, but the stage stopped before the answer came
     usage: Usage = field(default_factory=Usage)
     cost: dict[str, Any] = field(default_factory=dict)  # set when the stage ends (pricing)
 
@@ -170,7 +172,8 @@ class RunDir:
             {
                 "status": "running",
                 "started": _now(),
-                attempts.JOURNAL_OFFSET: attempts.journal_size(self.journal),
+                attempts.JOURNAL_OFFSET: attempts.log_size(self.journal),
+                attempts.SENT_OFFSET: attempts.log_size(attempts.sent_log(self.journal)),
                 attempts.EARLIER: earlier.as_dict(),
             },
         )
@@ -199,6 +202,7 @@ class RunDir:
                         "attempts": earlier.attempts + 1,
                         "requests": earlier.requests + counters.requests,
                         "cached_responses": earlier.cached + counters.cached,
+                        "unanswered_requests": earlier.unanswered + counters.unanswered,
                         "usage": usage.model_dump(),
                         **stage_cost(self.config, usage),
                     },
