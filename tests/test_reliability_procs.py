@@ -5,7 +5,6 @@ run directories, signals and closed stdout in every command, the `fake-gemini` c
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
