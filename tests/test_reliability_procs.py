@@ -5,18 +5,26 @@ run directories, signals and closed stdout in every command, the `fake-gemini` c
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from mafine import attempts, journal
 from mafine.artifacts import Completion, JournalEntry, Message, Usage
+from mafine.cli import app
 from mafine.errors import MafineError
 from mafine.journal import Generator, Journal
 from mafine.providers.base import GenerationRequest, ProviderBase, Sampling
 from mafine.rundir import StageCounters
 from mafine.stages.debate import gather_or_stop
+from tests.hostile import run_dir, small_config
+from tests.test_kills import manifest, served_twice, stage_running_with_responses, wait_for
 
 
 # 1. Requests in flight when a stage stops ---------------------------------------------------
@@ -129,3 +137,88 @@ def test_a_killed_attempt_counts_the_requests_it_left_in_flight(tmp_path):
     spent = attempts.earlier_attempts(entry, path)
     assert (spent.attempts, spent.requests, spent.unanswered) == (1, 1, 2)
     assert spent.usage.total_tokens == 2
+
+
+# 9, 10. Signals and a closed stdout, in every command -----------------------------------------
+SLOW = {"provider__fake__latency_s": 0.1, "provider__max_concurrency": 2}
+
+
+def _command(kind: str, config: Path) -> tuple[list[str], Path]:
+    """A command line of each kind that debates, and the run directory it debates in."""
+    root = run_dir(config)
+    if kind == "sweep":
+        return ["sweep", str(config), "--seeds", "0"], root / "sweep" / "seed=0"
+    if kind == "debate":
+        return ["debate", str(config)], root
+    return ["run", str(config)], root
+
+
+def _start(args: list[str], stdout: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mafine", *args], stdout=stdout, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _debating(root: Path, stage: str = "iter-1/train-debate") -> Callable[[], bool]:
+    def ready() -> bool:
+        prepared = (root / "problems" / "train.jsonl").exists()
+        return prepared and stage_running_with_responses(root, stage, 2)
+
+    return ready
+
+
+def _prepare(config: Path) -> None:
+    """`debate` needs prepared problems; `run` and `sweep` prepare their own."""
+    assert CliRunner().invoke(app, ["prepare", str(config)]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "sent", "code", "word"),
+    [
+        ("sweep", signal.SIGTERM, 143, "terminated"),
+        ("sweep", signal.SIGINT, 130, "interrupted"),
+        ("debate", signal.SIGTERM, 143, "terminated"),
+    ],
+)
+def test_a_signal_stops_every_command_in_one_line_and_records_it(tmp_path, kind, sent, code, word):
+    """SIGTERM -> 143 and Ctrl-C -> 130 with one line, the stage `interrupted` (not failed),
+    and the rerun sends no request the fake already answered."""
+    config = small_config(tmp_path, "stopped", **SLOW)
+    args, root = _command(kind, config)
+    if kind == "debate":
+        _prepare(config)
+    child = _start(args)
+    wait_for(_debating(root))
+    child.send_signal(sent)
+    _, stderr = child.communicate(timeout=60)
+    assert (child.returncode, stderr.strip().splitlines()) == (
+        code,
+        [f"error: {word}; run the same command again to resume"],
+    )
+    assert manifest(root)["stages"]["iter-1/train-debate"]["status"] == "interrupted"
+    rerun = _start(args)
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert served_twice(root) == []
+
+
+@pytest.mark.parametrize("kind", ["run", "sweep"])
+def test_a_closed_stdout_stops_the_command_like_an_interruption(tmp_path, kind):
+    """`mafine run ... | head`: when the reader goes away the command stops with one line and
+    exit 141, the stage is recorded `interrupted`, and no answered request is lost."""
+    config = small_config(tmp_path, "piped", **SLOW)
+    args, root = _command(kind, config)
+    child = _start(args, stdout=subprocess.PIPE)
+    wait_for(_debating(root))
+    assert child.stdout is not None
+    child.stdout.close()  # the reader exits; the next progress line finds the pipe closed
+    stderr = child.stderr.read() if child.stderr else ""
+    child.wait(timeout=60)
+    assert child.returncode == 141, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: standard output was closed"), stderr
+    assert manifest(root)["stages"]["iter-1/train-debate"]["status"] == "interrupted"
+    rerun = _start(args)
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert served_twice(root) == []

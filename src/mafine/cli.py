@@ -6,7 +6,6 @@ Heavy packages (google-genai, datasets, torch) are imported inside the commands,
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -175,12 +174,13 @@ def evaluate(
 
     def regrade_run(run: RunDir) -> None:
         from mafine.grading import get_grader
+        from mafine.guard import run_async
         from mafine.stages.evaluate import regrade as regrade_results
         from mafine.stages.session import variant_runs
 
         grading = _grading(run.config.grading, grader)
         with get_grader(grading) as chosen, variant_runs(run) as variants:
-            asyncio.run(regrade_results(run, chosen, variants))
+            run_async(lambda: regrade_results(run, chosen, variants))
 
     _with_run(config, set_, regrade_run)
 

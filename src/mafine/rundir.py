@@ -20,7 +20,7 @@ from mafine import attempts, provenance
 from mafine.artifacts import Usage
 from mafine.atomic import atomic_path, write_text_atomic
 from mafine.config import Config, config_dict, config_differences
-from mafine.errors import MafineError
+from mafine.errors import MafineError, StdoutClosed
 from mafine.jsonl import write_json
 
 CONFIG_FILE = "config.yaml"
@@ -181,7 +181,7 @@ class RunDir:
         try:
             yield counters
             status = "done"
-        except (KeyboardInterrupt, asyncio.CancelledError):
+        except (KeyboardInterrupt, asyncio.CancelledError, StdoutClosed, BrokenPipeError):
             status = "interrupted"
             raise
         finally:

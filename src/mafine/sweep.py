@@ -15,7 +15,6 @@ written to `<run_dir of CONFIG>/sweep/comparison.md`. `--dry-run` prints, for ea
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
@@ -188,6 +187,7 @@ def is_finished(config: Config) -> bool:
 
 def run_one(config: Config) -> Any:
     """One run, exactly as `mafine run` does it."""
+    from mafine.guard import run_async
     from mafine.pipeline import run_all
     from mafine.rundir import RunDir
     from mafine.stages.session import open_session
@@ -198,7 +198,7 @@ def run_one(config: Config) -> Any:
             async with open_session(run) as session:
                 return await run_all(session)
 
-        return asyncio.run(main())
+        return run_async(main)
 
 
 def sweep(
