@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 # Files that record the run directory itself or wall-clock times (the batch job log), not
 # results; the journal is compared apart, in any order.
 NOT_RESULTS = {"manifest.json", "config.yaml", "metrics.json", "journal.jsonl", ".lock",
-               "batches.jsonl"}  # fmt: skip
+               "journal.sent.jsonl", "batches.jsonl"}  # fmt: skip
 BATCH = {"batch": True, "batch_poll_s": 0.02, "batch_window_s": 0.05}
 
 
@@ -137,13 +137,37 @@ def test_objects_jobs_and_tuned_models_outlive_the_server(tmp_path):
         assert memory_only.object_bytes("gs://b/d/train.jsonl") is None
 
 
-def test_a_corrupt_state_file_is_one_line_naming_it(tmp_path):
+@pytest.mark.parametrize(
+    ("collection", "text"),
+    [
+        ("tuning", "{not json"),  # undecodable
+        ("tuning", "[1, 2]"),  # not an object
+        ("tuning", '{"number": 1}'),  # an object missing fields
+        ("objects", '{"uri": "gs://b/x", "data": "eA==", "resource": {}}'),  # a wrong field
+        ("batches", '{"unexpected": true}'),
+    ],
+)
+def test_a_damaged_state_record_is_one_line_naming_the_file_and_the_fix(
+    tmp_path, collection, text
+):
     from mafine.errors import MafineError
 
-    (tmp_path / "tuning").mkdir()
-    (tmp_path / "tuning" / "1.json").write_text("{not json")
-    with pytest.raises(MafineError, match=r"tuning/1\.json: corrupt fake Gemini state"):
+    (tmp_path / collection).mkdir()
+    (tmp_path / collection / "1.json").write_text(text)
+    with pytest.raises(MafineError) as raised:
         FakeGemini(FakeSettings(), state_dir=tmp_path)
+    message = str(raised.value)
+    assert f"{collection}" in message and "damaged fake Gemini state" in message
+    assert "delete the file" in message and "\n" not in message
+
+
+def test_a_state_directory_that_cannot_be_written_is_refused_naming_it(tmp_path):
+    from mafine.errors import MafineError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(MafineError, match=r"a-file/state cannot be written"):
+        FakeGemini(FakeSettings(), state_dir=blocker / "state")
 
 
 # ---- separate processes ------------------------------------------------------------------

@@ -5,6 +5,7 @@ run directories, signals and closed stdout in every command, the `fake-gemini` c
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from mafine import attempts, journal
 from mafine.artifacts import Completion, JournalEntry, Message, Usage
+from mafine.atomic import exclusive
 from mafine.cli import app
 from mafine.errors import MafineError
 from mafine.journal import Generator, Journal
@@ -222,3 +224,36 @@ def test_a_closed_stdout_stops_the_command_like_an_interruption(tmp_path, kind):
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr
     assert served_twice(root) == []
+
+
+# 4. Two writers of one output -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """One finished run on the fake."""
+    config = small_config(tmp_path_factory.mktemp("finished"), "done")
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+    return config
+
+
+@pytest.mark.parametrize("command", ["grade", "report"])
+def test_a_second_writer_of_one_output_is_refused(tmp_path, finished, command):
+    """While one command writes an output, another writing the same file stops at once, naming
+    the first, and the file is left as the first one makes it."""
+    output = tmp_path / "out" / ("graded.jsonl" if command == "grade" else "comparison.md")
+    if command == "grade":
+        source = tmp_path / "responses.jsonl"
+        source.write_text('{"gold": "5", "response": "\\\\boxed{5}"}\n')
+        args = ["grade", str(source), "-o", str(output)]
+    else:
+        args = ["report", str(run_dir(finished)), "-o", str(output)]
+    with exclusive(output):  # the first writer, still at work
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {output} is being written by mafine pid {os.getpid()}; wait for it to finish "
+        "or choose another --output"
+    ]
+    assert not output.exists()
+    assert CliRunner().invoke(app, args).exit_code == 0  # once it is done

@@ -1,22 +1,37 @@
 """Atomic file writes: readers see the old file or the whole new one, never a part.
 
-Every finished artifact is written beside its destination under a temporary name
-(`.NAME.tmp`), flushed to disk and renamed over the destination; a write that fails leaves
-the destination as it was and removes the temporary file.
+Every finished artifact is written beside its destination under a temporary name of its own
+(`.NAME.<pid>-<random>.tmp`: two writers of one file never share one), flushed to disk and
+renamed over the destination; a write that fails leaves the destination as it was and removes
+the temporary file. A temporary file left by a process killed mid-write (SIGKILL) is removed by
+the next write of the same file, or by `remove_stale` (a run directory's opening does it):
+only files named like ours, and only those whose process is gone.
+
+Where two processes must not write one file at all (`grade -o`, `report -o`, a sweep's
+comparison), `exclusive(path)` makes the second one stop with the first one's pid.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from mafine.errors import MafineError
+
+_SUFFIX = ".tmp"
+_OURS = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+
 
 def temporary_path(path: Path) -> Path:
-    """Where `path`'s next version is written before it is renamed into place."""
-    return path.with_name(f".{path.name}.tmp")
+    """Where `path`'s next version is written before it is renamed into place: a name no other
+    writer (process or thread) of `path` uses."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{_SUFFIX}")
 
 
 @contextmanager
@@ -24,6 +39,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path to write `path`'s new content to (by any means, e.g. a library's
     `save(tmp)`); renamed over `path` when the block succeeds, removed when it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_of(path)
     tmp = temporary_path(path)
     try:
         yield tmp
@@ -47,3 +63,72 @@ def write_text_atomic(path: Path, text: str, encoding: str = "utf-8") -> None:
     """Replace `path` with `text`, atomically."""
     with atomic_open(path, encoding=encoding) as handle:
         handle.write(text)
+
+
+def remove_stale(directory: Path) -> list[Path]:
+    """Remove the temporary files under `directory` that killed mafine processes left behind
+    (named like ours, their process gone); returns what was removed."""
+    removed = []
+    for tmp in directory.rglob(f".*{_SUFFIX}"):
+        if _is_stale(tmp):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _remove_stale_of(path: Path) -> None:
+    for tmp in path.parent.glob(f".{path.name}.*{_SUFFIX}"):
+        if _is_stale(tmp):
+            tmp.unlink(missing_ok=True)
+
+
+def _is_stale(tmp: Path) -> bool:
+    match = _OURS.match(tmp.name)
+    if match is None or not tmp.is_file():
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+@contextmanager
+def exclusive(path: Path, what: str = "--output") -> Iterator[None]:
+    """Hold `path` for writing: another process holding it makes this one stop (naming its
+    pid) instead of interleaving with it. The lock file `.NAME.lock` exists only while held."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = lock_path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise MafineError(
+                f"{path} is being written by {holder}; wait for it to finish or choose another "
+                f"{what}"
+            ) from None
+        try:
+            same = os.fstat(handle.fileno()).st_ino == lock_path.stat().st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a lock file its last holder removed meanwhile
+            break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"mafine pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        handle.close()

@@ -7,6 +7,7 @@ Heavy packages (google-genai, datasets, torch) are imported inside the commands,
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -219,12 +220,24 @@ def grade(
         from mafine.outputs import check_output
         from mafine.ui import console
 
-        if output is not None:
-            check_output(output, [file])
         grading = _grading(GradingConfig(), grader, fallback)
-        console.print(grade_file(file, grading, output, seed=seed).describe(), markup=False)
+        with _exclusive(output):
+            if output is not None:
+                check_output(output, [file])
+            graded = grade_file(file, grading, output, seed=seed)
+        console.print(graded.describe(), markup=False)
 
     _guarded(body)
+
+
+def _exclusive(output: Path | None) -> AbstractContextManager[None]:
+    """Hold an output file for this command: a second command writing it at once is refused
+    (nullcontext without an output)."""
+    from contextlib import nullcontext
+
+    from mafine.atomic import exclusive
+
+    return nullcontext() if output is None else exclusive(output)
 
 
 def _grading(

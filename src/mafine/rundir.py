@@ -18,7 +18,7 @@ import yaml
 
 from mafine import attempts, provenance
 from mafine.artifacts import Usage
-from mafine.atomic import atomic_path, write_text_atomic
+from mafine.atomic import atomic_path, remove_stale, write_text_atomic
 from mafine.config import Config, config_dict, config_differences
 from mafine.errors import MafineError, StdoutClosed
 from mafine.jsonl import write_json
@@ -106,6 +106,7 @@ class RunDir:
         root.mkdir(parents=True, exist_ok=True)
         lock = _acquire_lock(root)
         try:
+            remove_stale(root)  # temporary files of writers killed mid-write
             run = cls(root, config, lock)
             run._check_config()
             run.read_manifest()  # a damaged manifest is refused before anything runs

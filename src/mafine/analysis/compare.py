@@ -22,7 +22,7 @@ from rich.table import Table
 from mafine.analysis import stats
 from mafine.analysis.metrics import METRICS_FILE, MetricsDocument, load_metrics
 from mafine.analysis.report import FAKE_WARNING, display_name, p_value, pct, signed
-from mafine.atomic import write_text_atomic
+from mafine.atomic import exclusive, write_text_atomic
 from mafine.errors import MafineError
 
 COMPARISON_FILE = "comparison.md"
@@ -300,9 +300,10 @@ def write_comparison(
     """Load the runs, compare them (`compare_runs`), write the markdown; returns its path and
     the comparison."""
     runs = [load_run(Path(p)) for p in paths]
-    comparison = compare_runs(runs, pace_keys=pace_keys, resamples=resamples)
     target = output or default_output([run.root for run in runs])
-    write_text_atomic(target, render_comparison(comparison, relative_to=target.parent))
+    with exclusive(target):  # two reports of other runs never swap their files
+        comparison = compare_runs(runs, pace_keys=pace_keys, resamples=resamples)
+        write_text_atomic(target, render_comparison(comparison, relative_to=target.parent))
     return target, comparison
 
 
