@@ -147,9 +147,7 @@ def test_objects_jobs_and_tuned_models_outlive_the_server(tmp_path):
         ("batches", '{"unexpected": true}'),
     ],
 )
-def test_a_damaged_state_record_is_one_line_naming_the_file_and_the_fix(
-    tmp_path, collection, text
-):
+def test_a_damaged_state_record_is_one_line_naming_the_file_and_the_fix(tmp_path, collection, text):
     from mafine.errors import MafineError
 
     (tmp_path / collection).mkdir()
