@@ -13,12 +13,12 @@ import pytest
 from mafine.atomic import (
     atomic_open,
     atomic_path,
-    exclusive,
     remove_stale,
     temporary_path,
     write_text_atomic,
 )
 from mafine.errors import MafineError
+from mafine.outputs import exclusive
 
 
 def test_write_replaces_whole_file(tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from mafine import attempts, journal
 from mafine.artifacts import Completion, JournalEntry, Message, Usage
-from mafine.atomic import exclusive
 from mafine.cli import app
 from mafine.errors import MafineError
 from mafine.journal import Generator, Journal
+from mafine.outputs import exclusive
 from mafine.providers.base import GenerationRequest, ProviderBase, Sampling
 from mafine.rundir import StageCounters
 from mafine.stages.debate import gather_or_stop

@@ -6,14 +6,10 @@ renamed over the destination; a write that fails leaves the destination as it wa
 the temporary file. A temporary file left by a process killed mid-write (SIGKILL) is removed by
 the next write of the same file, or by `remove_stale` (a run directory's opening does it):
 only files named like ours, and only those whose process is gone.
-
-Where two processes must not write one file at all (`grade -o`, `report -o`, a sweep's
-comparison), `exclusive(path)` makes the second one stop with the first one's pid.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import secrets
@@ -21,8 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
-
-from mafine.errors import MafineError
 
 _SUFFIX = ".tmp"
 _OURS = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
@@ -96,39 +90,3 @@ def _is_stale(tmp: Path) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
-
-
-@contextmanager
-def exclusive(path: Path, what: str = "--output") -> Iterator[None]:
-    """Hold `path` for writing: another process holding it makes this one stop (naming its
-    pid) instead of interleaving with it. The lock file `.NAME.lock` exists only while held."""
-    lock_path = path.with_name(f".{path.name}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        handle = lock_path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise MafineError(
-                f"{path} is being written by {holder}; wait for it to finish or choose another "
-                f"{what}"
-            ) from None
-        try:
-            same = os.fstat(handle.fileno()).st_ino == lock_path.stat().st_ino
-        except FileNotFoundError:
-            same = False
-        if same:  # not a lock file its last holder removed meanwhile
-            break
-        handle.close()
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"mafine pid {os.getpid()}")
-        handle.flush()
-        yield
-    finally:
-        lock_path.unlink(missing_ok=True)
-        handle.close()

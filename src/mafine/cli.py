@@ -235,7 +235,7 @@ def _exclusive(output: Path | None) -> AbstractContextManager[None]:
     (nullcontext without an output)."""
     from contextlib import nullcontext
 
-    from mafine.atomic import exclusive
+    from mafine.outputs import exclusive
 
     return nullcontext() if output is None else exclusive(output)
 

@@ -22,8 +22,9 @@ from rich.table import Table
 from mafine.analysis import stats
 from mafine.analysis.metrics import METRICS_FILE, MetricsDocument, load_metrics
 from mafine.analysis.report import FAKE_WARNING, display_name, p_value, pct, signed
-from mafine.atomic import exclusive, write_text_atomic
+from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
+from mafine.outputs import exclusive
 
 COMPARISON_FILE = "comparison.md"
 SEED_KEY = "seed"
