@@ -11,8 +11,9 @@ of a float key name one point; characters other than letters, digits and `.=,_+-
 Two points that resolve to one config are refused. A point whose run directory already holds a
 finished run of the same config is skipped; others run (or resume) exactly as `mafine run`
 would. Then one comparison of all points is written to `<run_dir of CONFIG>/sweep/comparison.md`
-(another grid over the same base gets `comparison-2.md`, ...: see `comparison_file`). `--dry-run` prints, for each point, the
-`mafine run ... --set ...` line that does the same thing by hand (e.g. in a bash loop).
+(another grid over the same base gets `comparison-2.md`, ...: see `comparison_file`).
+`--dry-run` prints, for each point, the `mafine run ... --set ...` line that does the same
+thing by hand (e.g. in a bash loop).
 """
 
 from __future__ import annotations
