@@ -17,7 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from mafine.cli import app
 from mafine.providers import FAKE_STATE_DIR
 from mafine.providers.fake_gemini import FakeGemini, FakeSettings
 from tests.conftest import write_config
@@ -340,3 +343,44 @@ def test_mafine_fake_gemini_state_dir_keeps_jobs_across_restarts(tmp_path):
     finally:
         second.terminate()
         second.wait()
+
+
+def cli_run(config: Path):
+    return CliRunner().invoke(app, ["run", str(config)])
+
+
+def test_a_moved_run_finds_the_tuning_job_it_created_but_never_recorded(tmp_path, monkeypatch):
+    """A job created just before a kill (not yet in models.jsonl) is found by the run's id,
+    kept in its manifest, so the run moved to another folder (Colab -> Drive) does not pay
+    for it again."""
+    from mafine.stages import finetune
+
+    config = write_config(tmp_path, "colab", data__train_size=6, data__eval_size=4)
+    saves = []
+    original = finetune._save
+
+    def killed_after_the_first_submission(run, iteration, records):
+        saves.append([r.state for r in records])
+        if any(r.state == "submitted" for r in records):
+            raise KeyboardInterrupt  # the job exists at the service; the record never lands
+        original(run, iteration, records)
+
+    monkeypatch.setattr(finetune, "_save", killed_after_the_first_submission)
+    assert cli_run(config).exit_code == 130
+    monkeypatch.setattr(finetune, "_save", original)
+    old_root = root_of(config)
+    run_id = json.loads((old_root / "manifest.json").read_text())["run_id"]
+    assert old_root.name not in run_id
+    moved = tmp_path / "drive" / "MyDrive" / "experiment"
+    moved.parent.mkdir(parents=True)
+    shutil.move(old_root, moved)
+    (moved / ".lock").unlink()
+    raw = yaml.safe_load(config.read_text())
+    raw["run_dir"] = str(moved)
+    config.write_text(yaml.safe_dump(raw))
+    assert cli_run(config).exit_code == 0
+    stats = cumulative_stats(moved)
+    tuned = sum(1 for line in (moved / "iter-1" / "models.jsonl").read_text().splitlines()
+                if json.loads(line)["state"] == "succeeded")  # fmt: skip
+    assert stats["by_kind"]["tuning_create"] == tuned  # each job created once
+    assert json.loads((moved / "manifest.json").read_text())["run_id"] == run_id

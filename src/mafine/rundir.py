@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from mafine.jsonl import write_json
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
+RUN_ID = "run_id"
 
 
 def iteration_label(iteration: int) -> str:
@@ -138,12 +140,27 @@ class RunDir:
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             write_text_atomic(path, text)
         manifest.setdefault("created", _now())
+        # A run made before run ids named its tuning jobs after its folder: keep that name.
+        legacy = bool(manifest.get("stages"))
+        manifest.setdefault(RUN_ID, self.root.name if legacy else f"mafine-{uuid.uuid4().hex[:12]}")
         manifest.setdefault("stages", {})
         manifest["seed"] = self.config.seed
         manifest["provider"] = self.config.provider.name
         manifest.setdefault("invocations", []).append(provenance.describe())
 
     # Manifest -----------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        """The run's identity, stored in its manifest when its first stage starts: the same
+        wherever the directory is moved or copied (Colab to Drive), so the jobs it created
+        are found by it, never by the directory's path."""
+        run_id = self.read_manifest().get(RUN_ID)
+        if not isinstance(run_id, str) or not run_id:
+            raise MafineError(
+                f"{self.root / MANIFEST_FILE} has no {RUN_ID} (no stage has started yet)"
+            )
+        return run_id
+
     def read_manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST_FILE
         if not path.exists():
