@@ -257,3 +257,41 @@ def test_a_second_writer_of_one_output_is_refused(tmp_path, finished, command):
     ]
     assert not output.exists()
     assert CliRunner().invoke(app, args).exit_code == 0  # once it is done
+
+
+# 11. The fake-gemini command ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sent", "code", "word"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+)
+def test_fake_gemini_stops_on_a_signal_with_its_exit_code(tmp_path, sent, code, word):
+    child = _start(["fake-gemini", "--port", "0", "--state-dir", str(tmp_path / "state")],
+                   stdout=subprocess.PIPE)  # fmt: skip
+    assert child.stdout is not None
+    assert child.stdout.readline().startswith("fake Gemini on http://127.0.0.1:")
+    child.send_signal(sent)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == code
+    assert stderr.strip().splitlines() == [f"error: fake Gemini stopped ({word})"]
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--error-rate", "2"], "--error-rate"),
+        (["--latency", "-1"], "--latency"),
+        (["--fault-kinds", "nope"], "--fault-kinds"),
+        (["--requests-per-minute", "0"], "--requests-per-minute"),
+        (["--state-dir", "{file}/state"], "--state-dir"),
+    ],
+)
+def test_fake_gemini_names_the_option_of_a_bad_value_with_exit_2(tmp_path, args, option):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = [arg.replace("{file}", str(blocker)) for arg in args]
+    result = CliRunner().invoke(app, ["fake-gemini", "--port", "0", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {option} "), lines
+    field = {"--error-rate": "error_rate", "--latency": "latency_s"}.get(option, "no field")
+    assert field not in lines[0]

@@ -442,40 +442,58 @@ def fake_gemini(
 ) -> None:
     """Serve the offline fake Gemini on loopback, for CI or demos of a `gemini` config."""
 
+    # Each option and the settings field it sets, so an error names the option.
+    options = {
+        "--error-rate": ("error_rate", error_rate),
+        "--adopt-majority": ("adopt_majority", adopt_majority),
+        "--latency": ("latency_s", latency),
+        "--fault-rate": ("fault_rate", fault_rate),
+        "--retry-delay": ("retry_delay_s", retry_delay),
+        "--hang": ("hang_s", hang),
+        "--daily-quota": ("daily_quota", daily_quota),
+        "--requests-per-minute": ("requests_per_minute", requests_per_minute),
+    }
+    if fault_kinds is not None:
+        kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
+        options["--fault-kinds"] = ("fault_kinds", kinds)
+
     def body() -> None:
         from pydantic import ValidationError
 
         from mafine.errors import MafineError
+        from mafine.guard import Terminated
         from mafine.providers.fake_gemini import FakeGemini
+        from mafine.providers.fake_gemini.state import prepare_state_dir
         from mafine.providers.settings import FakeSettings
-        from mafine.schema import describe_validation_error
         from mafine.ui import console
 
         try:
-            kinds = {}
-            if fault_kinds is not None:
-                kinds["fault_kinds"] = [k.strip() for k in fault_kinds.split(",") if k.strip()]
-            settings = FakeSettings(
-                **kinds,
-                error_rate=error_rate,
-                adopt_majority=adopt_majority,
-                latency_s=latency,
-                fault_rate=fault_rate,
-                retry_delay_s=retry_delay,
-                hang_s=hang,
-                daily_quota=daily_quota,
-                requests_per_minute=requests_per_minute,
-            )
+            settings = FakeSettings(**{field: value for field, value in options.values()})
         except ValidationError as exc:
-            raise MafineError(describe_validation_error(exc)) from None
+            problem = exc.errors()[0]
+            field = str(problem["loc"][0]) if problem["loc"] else ""
+            option = next((o for o, (f, _) in options.items() if f == field), "an option")
+            given = options[option][1] if option in options else None
+            _fail(f"{option} {given}: {problem['msg']}; see `mafine fake-gemini --help`", 2)
+        if state_dir is not None:
+            try:
+                prepare_state_dir(state_dir, "--state-dir")
+            except MafineError as exc:
+                _fail(str(exc), 2)
         try:
-            fake = FakeGemini(settings, port=port, state_dir=state_dir).start()
-        except OSError as exc:
-            raise MafineError(
-                f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
-                "--port, or --port 0 for a free one"
-            ) from None
-        console.print(f"fake Gemini on {fake.url} (Ctrl-C stops it)", markup=False)
-        fake.serve_forever()
+            fake = FakeGemini(settings, port=port, state_dir=state_dir)
+            try:
+                fake.start()
+            except OSError as exc:
+                raise MafineError(
+                    f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
+                    "--port, or --port 0 for a free one"
+                ) from None
+            console.print(f"fake Gemini on {fake.url} (Ctrl-C stops it)", markup=False)
+            fake.serve_forever()
+        except Terminated:
+            _fail("fake Gemini stopped (terminated)", 143)
+        except KeyboardInterrupt:
+            _fail("fake Gemini stopped (interrupted)", 130)
 
     _guarded(body)

@@ -135,13 +135,12 @@ class FakeGemini:
         self.stop()
 
     def serve_forever(self) -> None:
-        """Serve until KeyboardInterrupt (Ctrl-C), then stop cleanly."""
+        """Serve until stopped; Ctrl-C (or SIGTERM, which the CLI raises the same way) stops
+        the server cleanly and then propagates, so the command exits 130 (143)."""
         self.start()
         try:
             while self._thread is not None and self._thread.is_alive():
                 self._thread.join(timeout=0.1)
-        except KeyboardInterrupt:
-            pass
         finally:
             self.stop()
 

@@ -79,7 +79,7 @@ def loading(collection: Collection) -> Iterator[None]:
         raise damaged(where, f"{type(exc).__name__}: {exc}") from None
 
 
-def prepare_state_dir(directory: Path) -> None:
+def prepare_state_dir(directory: Path, label: str = "fake Gemini state directory") -> None:
     """Make sure the fake can keep its state in `directory` (refused at once, naming it, rather
     than at the first job), and remove temporary files of a fake killed mid-write."""
     try:
@@ -89,8 +89,7 @@ def prepare_state_dir(directory: Path) -> None:
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         raise MafineError(
-            f"fake Gemini state directory {directory} cannot be written ({reason}); choose a "
-            "writable directory"
+            f"{label} {directory} cannot be written ({reason}); choose a writable directory"
         ) from None
     remove_stale(directory)
 
