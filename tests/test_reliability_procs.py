@@ -295,3 +295,24 @@ def test_fake_gemini_names_the_option_of_a_bad_value_with_exit_2(tmp_path, args,
     assert len(lines) == 1 and lines[0].startswith(f"error: {option} "), lines
     field = {"--error-rate": "error_rate", "--latency": "latency_s"}.get(option, "no field")
     assert field not in lines[0]
+
+
+# 6. The manifest counts what compared methods spent -------------------------------------------
+def test_the_run_totals_cover_the_compared_methods_spend(tmp_path):
+    config = small_config(tmp_path, "compared", evaluation={"compare": ["no_summary"]})
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+    root = run_dir(config)
+    journaled = len((root / "journal.jsonl").read_text().splitlines())
+    document = manifest(root)
+    variant = manifest(root / "variants" / "no_summary")
+    own = sum(entry["requests"] for entry in document["stages"].values())
+    spent = sum(entry["requests"] for entry in variant["stages"].values())
+    assert spent > 0  # the variant debated without summaries: new requests
+    assert document["totals"]["run"]["requests"] == own + spent == journaled
+    assert document["totals"]["variants"]["requests"] == spent
+    tokens = document["totals"]["run"]["usage"]["total_tokens"]
+    assert tokens == sum(
+        entry["usage"]["total_tokens"]
+        for entry in [*document["stages"].values(), *variant["stages"].values()]
+    )

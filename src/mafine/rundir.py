@@ -56,6 +56,7 @@ class RunDir:
         self._lock = lock
         self._journal: Path | None = None
         self._recorded = False
+        self._counted_in: RunDir | None = None  # the run whose totals include this one's
 
     # Layout -------------------------------------------------------------------------------
     def problems(self, split: str) -> Path:
@@ -68,6 +69,11 @@ class RunDir:
     def share_journal(self, path: Path) -> None:
         """Requests of this run go to another run's journal (a compared variant's do)."""
         self._journal = path
+
+    def count_in(self, parent: RunDir) -> None:
+        """This run's spend counts in `parent`'s totals too (a compared variant's does: the
+        run paid for it)."""
+        self._counted_in = parent
 
     def iteration_dir(self, iteration: int) -> Path:
         return self.root / iteration_label(iteration)
@@ -248,10 +254,36 @@ class RunDir:
             entry.clear()
         entry.update(values)
         if "usage" in values:
-            from mafine.pricing import usage_totals
-
-            manifest["totals"] = usage_totals(manifest["stages"])
+            manifest["totals"] = self._totals(manifest)
         write_json(self.root / MANIFEST_FILE, manifest)
+        if "usage" in values and self._counted_in is not None:
+            self._counted_in.refresh_totals()
+
+    def refresh_totals(self) -> None:
+        """Recompute the manifest's totals (after a compared variant's stage ended)."""
+        manifest = self.read_manifest()
+        if "stages" in manifest:
+            manifest["totals"] = self._totals(manifest)
+            write_json(self.root / MANIFEST_FILE, manifest)
+
+    def _totals(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Requests, tokens and cost per iteration and for the whole run: `run` counts every
+        stage of the compared variants too (`variants/<name>/<stage>`), whose spend the run
+        paid for; the iterations' totals are the run's own stages."""
+        from mafine.pricing import usage_totals
+
+        stages = dict(manifest.get("stages", {}))
+        totals = usage_totals(stages)
+        variants = {}
+        for name in self.config.evaluation.compare:
+            path = self.root / "variants" / name / MANIFEST_FILE
+            if path.exists():
+                recorded = _read_document(path, "JSON", json.loads).get("stages", {})
+                variants.update({f"variants/{name}/{k}": v for k, v in recorded.items()})
+        if variants:
+            totals["run"] = usage_totals({**stages, **variants})["run"]
+            totals["variants"] = usage_totals(variants)["run"]
+        return totals
 
 
 _DAMAGED = "this run directory is damaged: restore the file or use another run_dir"

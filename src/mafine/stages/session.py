@@ -54,6 +54,7 @@ def variant_runs(run: RunDir) -> Iterator[dict[str, RunDir]]:
         }
         for variant in variants.values():
             variant.share_journal(run.journal)  # their requests go to the run's journal
+            variant.count_in(run)  # and their spend to the run's totals
         yield variants
 
 
