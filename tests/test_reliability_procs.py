@@ -316,3 +316,37 @@ def test_the_run_totals_cover_the_compared_methods_spend(tmp_path):
         entry["usage"]["total_tokens"]
         for entry in [*document["stages"].values(), *variant["stages"].values()]
     )
+
+
+# 7. A relative run_dir from another working directory -----------------------------------------
+@pytest.mark.parametrize("command", ["prepare", "sweep"])
+def test_a_relative_run_dir_from_elsewhere_names_the_existing_run(tmp_path, monkeypatch, command):
+    """`run_dir: runs/rel` is relative to the working directory; from another directory the
+    same command would start (and pay for) a new run, so it is refused, naming where the run
+    is and how to continue it."""
+    project = tmp_path / "project"
+    (project / "configs").mkdir(parents=True)
+    config = small_config(project / "configs", "rel", run_dir="runs/rel")
+    monkeypatch.chdir(project)
+    point = ["--set", "seed=0", "--set", "run_dir=runs/rel/sweep/seed=0"]
+    first = CliRunner().invoke(
+        app, ["prepare", str(config), *(point if command == "sweep" else [])]
+    )
+    assert first.exit_code == 0, first.output
+    assert f"new run directory: {project / 'runs' / 'rel'}" in first.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = (
+        ["prepare", str(config)] if command == "prepare" else ["sweep", str(config), "--seeds", "0"]
+    )
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1
+    existing = project / "runs" / "rel" / ("sweep/seed=0" if command == "sweep" else "")
+    line = refused.output.strip().splitlines()[-1]
+    assert f"this config's run is in {existing.resolve()}" in line or str(existing) in line
+    assert f"run the command from {project}" in line
+    assert list(elsewhere.iterdir()) == []  # no new run started
+    if command == "prepare":
+        continued = CliRunner().invoke(app, [*args, "--set", f"run_dir={existing}"])
+        assert continued.exit_code == 0, continued.output

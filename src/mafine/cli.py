@@ -73,10 +73,11 @@ def _load(config: Path, overrides: list[str] | None) -> Config:
 
 
 def _with_run(config_path: Path, overrides: list[str] | None, work: Callable[[RunDir], Any]) -> Any:
-    from mafine.rundir import RunDir
+    from mafine.rundir import RunDir, locate_relative_run
 
     def body() -> Any:
         config = _load(config_path, overrides)
+        locate_relative_run(config, config_path)
         with RunDir.open(config) as run:
             return work(run)
 

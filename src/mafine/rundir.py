@@ -286,6 +286,37 @@ class RunDir:
         return totals
 
 
+def locate_relative_run(config: Config, config_file: Path, announce: bool = True) -> None:
+    """A relative `run_dir` is relative to the working directory (as `runs/<stem>` is). The
+    same command from another directory would start a new run there and pay again: when a
+    run of this config already lives at `run_dir` beside the config file or one of its parent
+    folders, refuse and say where it is and how to continue it. A new run says where it is."""
+    run_dir = config.run_dir
+    if run_dir is None or run_dir.is_absolute() or (run_dir / CONFIG_FILE).exists():
+        return
+    here = run_dir.resolve()
+    folder = config_file.resolve().parent
+    for base in (folder, *folder.parents):
+        candidate = base / run_dir
+        if candidate.resolve() == here or not (candidate / CONFIG_FILE).is_file():
+            continue
+        try:
+            stored = yaml.safe_load((candidate / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(stored, dict) and not config_differences(stored, config_dict(config)):
+            raise MafineError(
+                f"run_dir {run_dir} is relative to the working directory, so this would start "
+                f"a new run in {here}, but this config's run is in {candidate}: run the command "
+                f"from {base}, or add --set run_dir={candidate} to continue it (an absolute "
+                "run_dir starts a new run wherever you are)"
+            )
+    if announce and not here.exists():
+        from mafine.ui import console
+
+        console.print(f"new run directory: {here}", markup=False)
+
+
 _DAMAGED = "this run directory is damaged: restore the file or use another run_dir"
 _RUN_FILES = {CONFIG_FILE, MANIFEST_FILE, LOCK_FILE}
 

@@ -31,6 +31,7 @@ import yaml
 
 from mafine.config import PACE_KEYS, Config, config_dict, load_config
 from mafine.errors import MafineError
+from mafine.rundir import locate_relative_run
 from mafine.ui import console
 
 SWEEP_DIR = "sweep"
@@ -167,6 +168,8 @@ def plan(
             )
         seen[identity] = point
         points.append(point)
+    for point in points:  # a relative run_dir: is this sweep's run elsewhere?
+        locate_relative_run(point.config, config_path, announce=False)
     return points
 
 
