@@ -350,3 +350,17 @@ def test_a_relative_run_dir_from_elsewhere_names_the_existing_run(tmp_path, monk
     if command == "prepare":
         continued = CliRunner().invoke(app, [*args, "--set", f"run_dir={existing}"])
         assert continued.exit_code == 0, continued.output
+
+
+def test_a_command_started_with_stdout_closed_stops_at_once(tmp_path):
+    config = small_config(tmp_path, "closed")
+    child = subprocess.run(
+        [sys.executable, "-m", "mafine", "run", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),  # `mafine run ... >&-`
+        timeout=60,
+    )
+    assert child.returncode == 141
+    assert child.stderr.startswith("error: standard output was closed")
+    assert not run_dir(config).exists()  # nothing started, nothing spent

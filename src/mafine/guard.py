@@ -227,6 +227,8 @@ def guarded(body: Callable[[], Any]) -> Any:
 
     try:
         with _sigterm_as_interrupt(), _quiet_libraries():
+            if sys.stdout is None:  # started with stdout closed (`>&-`)
+                raise StdoutClosed()
             result = body()
             sys.stdout.flush()  # a closed stdout shows here, not as a warning at exit
             return result
@@ -254,6 +256,8 @@ def guarded(body: Callable[[], Any]) -> Any:
 def _silence_stdout() -> None:
     """Point file descriptor 1 at /dev/null once its reader went away, so no later write or
     the flush at exit fails again."""
+    if sys.stdout is None:
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, sys.stdout.fileno())
