@@ -426,10 +426,12 @@ def test_stats_and_fake_endpoints(tmp_path):
 
 
 def test_serve_forever_stops_on_keyboard_interrupt():
+    """The server stops cleanly and the interrupt goes on (`mafine fake-gemini` exits 130)."""
     fake = FakeGemini(settings())
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
-    fake.serve_forever()
+    with pytest.raises(KeyboardInterrupt):
+        fake.serve_forever()
     assert fake._server is None
     fake.start().stop()
 

@@ -17,7 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from mafine.cli import app
 from mafine.providers import FAKE_STATE_DIR
 from mafine.providers.fake_gemini import FakeGemini, FakeSettings
 from tests.conftest import write_config
@@ -27,7 +30,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 # Files that record the run directory itself or wall-clock times (the batch job log), not
 # results; the journal is compared apart, in any order.
 NOT_RESULTS = {"manifest.json", "config.yaml", "metrics.json", "journal.jsonl", ".lock",
-               "batches.jsonl"}  # fmt: skip
+               "journal.sent.jsonl", "batches.jsonl"}  # fmt: skip
 BATCH = {"batch": True, "batch_poll_s": 0.02, "batch_window_s": 0.05}
 
 
@@ -137,13 +140,35 @@ def test_objects_jobs_and_tuned_models_outlive_the_server(tmp_path):
         assert memory_only.object_bytes("gs://b/d/train.jsonl") is None
 
 
-def test_a_corrupt_state_file_is_one_line_naming_it(tmp_path):
+@pytest.mark.parametrize(
+    ("collection", "text"),
+    [
+        ("tuning", "{not json"),  # undecodable
+        ("tuning", "[1, 2]"),  # not an object
+        ("tuning", '{"number": 1}'),  # an object missing fields
+        ("objects", '{"uri": "gs://b/x", "data": "eA==", "resource": {}}'),  # a wrong field
+        ("batches", '{"unexpected": true}'),
+    ],
+)
+def test_a_damaged_state_record_is_one_line_naming_the_file_and_the_fix(tmp_path, collection, text):
     from mafine.errors import MafineError
 
-    (tmp_path / "tuning").mkdir()
-    (tmp_path / "tuning" / "1.json").write_text("{not json")
-    with pytest.raises(MafineError, match=r"tuning/1\.json: corrupt fake Gemini state"):
+    (tmp_path / collection).mkdir()
+    (tmp_path / collection / "1.json").write_text(text)
+    with pytest.raises(MafineError) as raised:
         FakeGemini(FakeSettings(), state_dir=tmp_path)
+    message = str(raised.value)
+    assert f"{collection}" in message and "damaged fake Gemini state" in message
+    assert "delete the file" in message and "\n" not in message
+
+
+def test_a_state_directory_that_cannot_be_written_is_refused_naming_it(tmp_path):
+    from mafine.errors import MafineError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(MafineError, match=r"a-file/state cannot be written"):
+        FakeGemini(FakeSettings(), state_dir=blocker / "state")
 
 
 # ---- separate processes ------------------------------------------------------------------
@@ -318,3 +343,44 @@ def test_mafine_fake_gemini_state_dir_keeps_jobs_across_restarts(tmp_path):
     finally:
         second.terminate()
         second.wait()
+
+
+def cli_run(config: Path):
+    return CliRunner().invoke(app, ["run", str(config)])
+
+
+def test_a_moved_run_finds_the_tuning_job_it_created_but_never_recorded(tmp_path, monkeypatch):
+    """A job created just before a kill (not yet in models.jsonl) is found by the run's id,
+    kept in its manifest, so the run moved to another folder (Colab -> Drive) does not pay
+    for it again."""
+    from mafine.stages import finetune
+
+    config = write_config(tmp_path, "colab", data__train_size=6, data__eval_size=4)
+    saves = []
+    original = finetune._save
+
+    def killed_after_the_first_submission(run, iteration, records):
+        saves.append([r.state for r in records])
+        if any(r.state == "submitted" for r in records):
+            raise KeyboardInterrupt  # the job exists at the service; the record never lands
+        original(run, iteration, records)
+
+    monkeypatch.setattr(finetune, "_save", killed_after_the_first_submission)
+    assert cli_run(config).exit_code == 130
+    monkeypatch.setattr(finetune, "_save", original)
+    old_root = root_of(config)
+    run_id = json.loads((old_root / "manifest.json").read_text())["run_id"]
+    assert old_root.name not in run_id
+    moved = tmp_path / "drive" / "MyDrive" / "experiment"
+    moved.parent.mkdir(parents=True)
+    shutil.move(old_root, moved)
+    (moved / ".lock").unlink()
+    raw = yaml.safe_load(config.read_text())
+    raw["run_dir"] = str(moved)
+    config.write_text(yaml.safe_dump(raw))
+    assert cli_run(config).exit_code == 0
+    stats = cumulative_stats(moved)
+    tuned = sum(1 for line in (moved / "iter-1" / "models.jsonl").read_text().splitlines()
+                if json.loads(line)["state"] == "succeeded")  # fmt: skip
+    assert stats["by_kind"]["tuning_create"] == tuned  # each job created once
+    assert json.loads((moved / "manifest.json").read_text())["run_id"] == run_id

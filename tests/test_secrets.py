@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from mafine.secrets import REDACTED, looks_like_a_key, scrub, url_secret_parameters
+from mafine.secrets import (
+    REDACTED,
+    holds_secret,
+    looks_like_a_key,
+    scrub,
+    url_secret_parameters,
+)
 
 KEY = "AIzaSyScrubTestKey0123456789abcdefghij"
 
@@ -36,3 +42,49 @@ def test_scrub_replaces_env_secrets_key_shapes_and_query_values(monkeypatch):
     text = scrub(f"failed {KEY} at https://h/?token=abc&x=1 with tok-0123456789")
     assert KEY not in text and "abc" not in text and "tok-0123456789" not in text
     assert text.count(REDACTED) == 3 and "x=1" in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:hunter2secret@gemini.example/v1",
+        "http://me:p%40ss@127.0.0.1:8765",
+        "postgres://admin:pw@db:5432/x",
+    ],
+)
+def test_a_password_in_a_url_is_a_secret_and_is_scrubbed(url):
+    assert holds_secret(url)
+    text = scrub(f"cannot reach {url}: refused")
+    password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password not in text and REDACTED in text
+    assert text.startswith(f"cannot reach {url.split(':', 2)[0]}:")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user@host/v1", "http://127.0.0.1:8765/v1beta", "https://h/a:b@c"]
+)
+def test_a_url_without_a_password_is_no_secret(url):
+    assert not holds_secret(url)
+    assert scrub(url) == url
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "provider.gemini.base_url=https://user:hunter2secret@gemini.example",
+        "provider.model=https://user:hunter2secret@gemini.example/m",
+        "prompts.question=see https://x.example/data?token=hunter2secret {question}",
+    ],
+)
+def test_a_credential_in_any_config_url_is_refused_before_anything_is_written(tmp_path, setting):
+    from typer.testing import CliRunner
+
+    from mafine.cli import app
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path)
+    result = CliRunner().invoke(app, ["prepare", str(config), "--set", setting])
+    assert result.exit_code != 0
+    assert "hunter2secret" not in result.output
+    assert setting.split("=", 1)[0] in result.output
+    assert not (tmp_path / "runs").exists()

@@ -114,3 +114,41 @@ def test_sweep_reports_failed_points_and_continues(cli, tmp_path, monkeypatch):
 def test_sweep_needs_a_grid(cli, tmp_path):
     result = cli("sweep", write_config(tmp_path))
     assert result.exit_code == 2 and "--grid" in result.output
+
+
+@pytest.mark.parametrize(
+    ("grid", "seeds"),
+    [
+        (["sampling.temperature=1,1.0"], None),
+        (["agents.count=3,+3"], None),
+        (["debate.summarize=true,True"], None),
+        ([], "8,+8"),
+    ],
+)
+def test_grid_values_that_resolve_to_one_config_are_refused(tmp_path, grid, seeds):
+    """Points are compared by the config they resolve to, not by how a value is written: two
+    spellings of one value would run (and pay for) one config twice."""
+    config = write_config(tmp_path, "same")
+    with pytest.raises(MafineError, match="are the same config"):
+        sweep.plan(config, grid, seeds=seeds)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_points_are_named_by_resolved_values(tmp_path):
+    config = write_config(tmp_path, "named")
+    (point,) = sweep.plan(config, ["sampling.temperature=1"])
+    assert point.name == "sampling.temperature=1.0"
+    assert point.overrides() == ["sampling.temperature=1"]  # the dry-run line as written
+    (again,) = sweep.plan(config, ["sampling.temperature=1.0"])
+    assert again.run_dir == point.run_dir  # one run directory for one config
+
+
+def test_a_second_sweep_over_one_base_keeps_the_first_comparison(tmp_path):
+    first = sweep.comparison_file(tmp_path, ["seed=0", "seed=1"])
+    assert first == tmp_path / "comparison.md"
+    first.write_text("first sweep")
+    assert sweep.comparison_file(tmp_path, ["seed=1", "seed=0"]) == first  # the same sweep
+    second = sweep.comparison_file(tmp_path, ["agents.count=2", "agents.count=3"])
+    assert second == tmp_path / "comparison-2.md"
+    assert first.read_text() == "first sweep"
+    assert sweep.comparison_file(tmp_path, ["seed=0", "seed=1"]) == first

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
+from mafine.guard import run_async
 from mafine.providers.base import CheckOutcome
 from mafine.providers.gemini.errors import credential_hint
 from mafine.providers.gemini.models import MULTI_REGIONS
@@ -113,7 +114,8 @@ def _on_gemini(config: Config, thinking_seen: list[int]) -> list[Outcome]:
         connection = resolve_connection(config.provider)
     except MafineError as exc:
         return [Outcome("credentials", False, str(exc))]
-    return asyncio.run(_run(GeminiProvider(config.provider, connection), config, thinking_seen))
+    provider = GeminiProvider(config.provider, connection)
+    return run_async(lambda: _run(provider, config, thinking_seen))
 
 
 def _on_fake(
@@ -130,7 +132,7 @@ def _on_fake(
     provider_config = config.provider.model_copy(update={"gemini": gemini})
     with (fake_factory or FakeGemini)(config.provider.fake) as fake:
         provider = GeminiProvider(provider_config, _fake_connection(fake.url, settings))
-        return asyncio.run(_run(provider, config, thinking_seen, paced_by_tier=False))
+        return run_async(lambda: _run(provider, config, thinking_seen, paced_by_tier=False))
 
 
 def _fake_connection(url: str, settings: Any) -> Connection:

@@ -6,8 +6,8 @@ Heavy packages (google-genai, datasets, torch) are imported inside the commands,
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -72,10 +72,11 @@ def _load(config: Path, overrides: list[str] | None) -> Config:
 
 
 def _with_run(config_path: Path, overrides: list[str] | None, work: Callable[[RunDir], Any]) -> Any:
-    from mafine.rundir import RunDir
+    from mafine.rundir import RunDir, locate_relative_run
 
     def body() -> Any:
         config = _load(config_path, overrides)
+        locate_relative_run(config, config_path)
         with RunDir.open(config) as run:
             return work(run)
 
@@ -174,12 +175,13 @@ def evaluate(
 
     def regrade_run(run: RunDir) -> None:
         from mafine.grading import get_grader
+        from mafine.guard import run_async
         from mafine.stages.evaluate import regrade as regrade_results
         from mafine.stages.session import variant_runs
 
         grading = _grading(run.config.grading, grader)
         with get_grader(grading) as chosen, variant_runs(run) as variants:
-            asyncio.run(regrade_results(run, chosen, variants))
+            run_async(lambda: regrade_results(run, chosen, variants))
 
     _with_run(config, set_, regrade_run)
 
@@ -225,12 +227,24 @@ def grade(
         from mafine.outputs import check_output
         from mafine.ui import console
 
-        if output is not None:
-            check_output(output, [file])
         grading = _grading(GradingConfig(), grader, fallback, option)
-        console.print(grade_file(file, grading, output, seed=seed).describe(), markup=False)
+        with _exclusive(output):
+            if output is not None:
+                check_output(output, [file])
+            graded = grade_file(file, grading, output, seed=seed)
+        console.print(graded.describe(), markup=False)
 
     _guarded(body)
+
+
+def _exclusive(output: Path | None) -> AbstractContextManager[None]:
+    """Hold an output file for this command: a second command writing it at once is refused
+    (nullcontext without an output)."""
+    from contextlib import nullcontext
+
+    from mafine.outputs import exclusive
+
+    return nullcontext() if output is None else exclusive(output)
 
 
 def _grading(
@@ -479,40 +493,58 @@ def fake_gemini(
 ) -> None:
     """Serve the offline fake Gemini on loopback, for CI or demos of a `gemini` config."""
 
+    # Each option and the settings field it sets, so an error names the option.
+    options = {
+        "--error-rate": ("error_rate", error_rate),
+        "--adopt-majority": ("adopt_majority", adopt_majority),
+        "--latency": ("latency_s", latency),
+        "--fault-rate": ("fault_rate", fault_rate),
+        "--retry-delay": ("retry_delay_s", retry_delay),
+        "--hang": ("hang_s", hang),
+        "--daily-quota": ("daily_quota", daily_quota),
+        "--requests-per-minute": ("requests_per_minute", requests_per_minute),
+    }
+    if fault_kinds is not None:
+        kinds = [k.strip() for k in fault_kinds.split(",") if k.strip()]
+        options["--fault-kinds"] = ("fault_kinds", kinds)
+
     def body() -> None:
         from pydantic import ValidationError
 
         from mafine.errors import MafineError
+        from mafine.guard import Terminated
         from mafine.providers.fake_gemini import FakeGemini
+        from mafine.providers.fake_gemini.state import prepare_state_dir
         from mafine.providers.settings import FakeSettings
-        from mafine.schema import describe_validation_error
         from mafine.ui import console
 
         try:
-            kinds = {}
-            if fault_kinds is not None:
-                kinds["fault_kinds"] = [k.strip() for k in fault_kinds.split(",") if k.strip()]
-            settings = FakeSettings(
-                **kinds,
-                error_rate=error_rate,
-                adopt_majority=adopt_majority,
-                latency_s=latency,
-                fault_rate=fault_rate,
-                retry_delay_s=retry_delay,
-                hang_s=hang,
-                daily_quota=daily_quota,
-                requests_per_minute=requests_per_minute,
-            )
+            settings = FakeSettings(**{field: value for field, value in options.values()})
         except ValidationError as exc:
-            raise MafineError(describe_validation_error(exc)) from None
+            problem = exc.errors()[0]
+            field = str(problem["loc"][0]) if problem["loc"] else ""
+            option = next((o for o, (f, _) in options.items() if f == field), "an option")
+            given = options[option][1] if option in options else None
+            _fail(f"{option} {given}: {problem['msg']}; see `mafine fake-gemini --help`", 2)
+        if state_dir is not None:
+            try:
+                prepare_state_dir(state_dir, "--state-dir")
+            except MafineError as exc:
+                _fail(str(exc), 2)
         try:
-            fake = FakeGemini(settings, port=port, state_dir=state_dir).start()
-        except OSError as exc:
-            raise MafineError(
-                f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
-                "--port, or --port 0 for a free one"
-            ) from None
-        console.print(f"fake Gemini on {fake.url} (Ctrl-C stops it)", markup=False)
-        fake.serve_forever()
+            fake = FakeGemini(settings, port=port, state_dir=state_dir)
+            try:
+                fake.start()
+            except OSError as exc:
+                raise MafineError(
+                    f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); choose another "
+                    "--port, or --port 0 for a free one"
+                ) from None
+            console.print(f"fake Gemini on {fake.url} (Ctrl-C stops it)", markup=False)
+            fake.serve_forever()
+        except Terminated:
+            _fail("fake Gemini stopped (terminated)", 143)
+        except KeyboardInterrupt:
+            _fail("fake Gemini stopped (interrupted)", 130)
 
     _guarded(body)

@@ -273,9 +273,10 @@ def _refuse_stored_secrets(data: Any, key: str = "") -> None:
             _refuse_stored_secrets(value, f"{key}.{index}")
     elif isinstance(data, str) and secrets.holds_secret(data):
         raise MafineError(
-            f"{key}: holds an API key or a secret environment variable's value, which would "
-            "be stored in the run directory; keep keys only in environment variables, named "
-            "in the provider's settings (its api_key_env)"
+            f"{key}: holds a secret (an API key, a secret environment variable's value, or a "
+            "password or key in a URL), which would be stored in the run directory; keep keys "
+            "only in environment variables, named in the provider's settings (its "
+            "api_key_env), and credentials out of URLs"
         )
 
 

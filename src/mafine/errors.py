@@ -7,3 +7,8 @@ class MafineError(Exception):
 
 class QuotaExhausted(MafineError):
     """A quota that waiting will not restore (per-day, or a tier without quota): stop the stage."""
+
+
+class StdoutClosed(Exception):
+    """Standard output was closed (`mafine run ... | head` after `head` exits): the command
+    stops as an interruption does, since nothing it prints can be read any more."""

@@ -28,6 +28,7 @@ from mafine.secrets import scrub
 DEBUG_ENV = "MAFINE_DEBUG"
 INTERRUPTED = 130
 TERMINATED = 143
+STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader went away
 _MAX_LINE = 2000
 
 _OS_FIXES = {
@@ -147,6 +148,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     """While a command runs, SIGTERM interrupts it the way Ctrl-C does."""
 
     def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
         raise Terminated()
 
     try:
@@ -174,6 +176,9 @@ def run_async(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 
         def on_sigterm() -> None:
             nonlocal terminated
+            if terminated:  # a second SIGTERM while unwinding: end at once
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
             terminated = True
             if task is not None:
                 task.cancel()
@@ -218,21 +223,48 @@ def _quiet_libraries() -> Iterator[None]:
 
 def guarded(body: Callable[[], Any]) -> Any:
     """Run a command body; any failure is one line on stderr and a non-zero exit."""
+    from mafine.errors import StdoutClosed
+
     try:
         with _sigterm_as_interrupt(), _quiet_libraries():
-            return body()
+            if sys.stdout is None:  # started with stdout closed (`>&-`)
+                raise StdoutClosed()
+            result = body()
+            sys.stdout.flush()  # a closed stdout shows here, not as a warning at exit
+            return result
     except (typer.Exit, typer.Abort):
         raise
     except Terminated:
         fail("terminated; run the same command again to resume", TERMINATED)
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume", INTERRUPTED)
+    except (StdoutClosed, BrokenPipeError):
+        _silence_stdout()
+        fail(
+            "standard output was closed (its reader exited), so the command stopped; finished "
+            "work is kept: run it again to resume, with its output going where it can be read",
+            STDOUT_CLOSED,
+        )
     except SystemExit:
         raise
     except BaseException as exc:  # the boundary: nothing escapes as a traceback
         if debug_enabled():
             traceback.print_exc()
         fail(describe(exc), 1)
+
+
+def _silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null once its reader went away, so no later write or
+    the flush at exit fails again."""
+    if sys.stdout is None:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 class OneLineUsageErrors(TyperGroup):

@@ -1,8 +1,12 @@
-"""Outputs a user names never overwrite an input or a file of a run directory."""
+"""Outputs a user names never overwrite an input or a file of a run directory, and two
+commands never write one output at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fcntl
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mafine.errors import MafineError
@@ -42,3 +46,39 @@ _ARTIFACT_NAMES = {"metrics.json", "report.md", "config.yaml", "manifest.json", 
 
 def _artifact_name(name: str) -> bool:
     return name in _ARTIFACT_NAMES or name.endswith(("-debate.jsonl", "models.jsonl"))
+
+
+@contextmanager
+def exclusive(path: Path, what: str = "--output") -> Iterator[None]:
+    """Hold `path` for writing: another process holding it makes this one stop (naming its
+    pid) instead of interleaving with it. The lock file `.NAME.lock` exists only while held."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = lock_path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise MafineError(
+                f"{path} is being written by {holder}; wait for it to finish or choose another "
+                f"{what}"
+            ) from None
+        try:
+            same = os.fstat(handle.fileno()).st_ino == lock_path.stat().st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a lock file its last holder removed meanwhile
+            break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"mafine pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        handle.close()

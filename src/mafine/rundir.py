@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,14 +19,15 @@ import yaml
 
 from mafine import attempts, provenance
 from mafine.artifacts import Usage
-from mafine.atomic import atomic_path, write_text_atomic
+from mafine.atomic import atomic_path, remove_stale, write_text_atomic
 from mafine.config import Config, config_dict, config_differences
-from mafine.errors import MafineError
+from mafine.errors import MafineError, StdoutClosed
 from mafine.jsonl import write_json
 
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
+RUN_ID = "run_id"
 
 
 def iteration_label(iteration: int) -> str:
@@ -35,10 +37,12 @@ def iteration_label(iteration: int) -> str:
 
 @dataclass
 class StageCounters:
-    """What one stage sent: new requests (journal hits are free) and their tokens."""
+    """What one stage sent: new requests (journal hits are free), requests sent but never
+    answered (in flight past the grace period when the stage stopped), and their tokens."""
 
     requests: int = 0
     cached: int = 0
+    unanswered: int = 0  # sent, but the stage stopped before the answer came
     usage: Usage = field(default_factory=Usage)
     cost: dict[str, Any] = field(default_factory=dict)  # set when the stage ends (pricing)
 
@@ -52,6 +56,7 @@ class RunDir:
         self._lock = lock
         self._journal: Path | None = None
         self._recorded = False
+        self._counted_in: RunDir | None = None  # the run whose totals include this one's
 
     # Layout -------------------------------------------------------------------------------
     def problems(self, split: str) -> Path:
@@ -64,6 +69,11 @@ class RunDir:
     def share_journal(self, path: Path) -> None:
         """Requests of this run go to another run's journal (a compared variant's do)."""
         self._journal = path
+
+    def count_in(self, parent: RunDir) -> None:
+        """This run's spend counts in `parent`'s totals too (a compared variant's does: the
+        run paid for it)."""
+        self._counted_in = parent
 
     def iteration_dir(self, iteration: int) -> Path:
         return self.root / iteration_label(iteration)
@@ -104,6 +114,7 @@ class RunDir:
         root.mkdir(parents=True, exist_ok=True)
         lock = _acquire_lock(root)
         try:
+            remove_stale(root)  # temporary files of writers killed mid-write
             run = cls(root, config, lock)
             run._check_config()
             run.read_manifest()  # a damaged manifest is refused before anything runs
@@ -135,12 +146,27 @@ class RunDir:
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             write_text_atomic(path, text)
         manifest.setdefault("created", _now())
+        # A run made before run ids named its tuning jobs after its folder: keep that name.
+        legacy = bool(manifest.get("stages"))
+        manifest.setdefault(RUN_ID, self.root.name if legacy else f"mafine-{uuid.uuid4().hex[:12]}")
         manifest.setdefault("stages", {})
         manifest["seed"] = self.config.seed
         manifest["provider"] = self.config.provider.name
         manifest.setdefault("invocations", []).append(provenance.describe())
 
     # Manifest -----------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        """The run's identity, stored in its manifest when its first stage starts: the same
+        wherever the directory is moved or copied (Colab to Drive), so the jobs it created
+        are found by it, never by the directory's path."""
+        run_id = self.read_manifest().get(RUN_ID)
+        if not isinstance(run_id, str) or not run_id:
+            raise MafineError(
+                f"{self.root / MANIFEST_FILE} has no {RUN_ID} (no stage has started yet)"
+            )
+        return run_id
+
     def read_manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST_FILE
         if not path.exists():
@@ -170,7 +196,8 @@ class RunDir:
             {
                 "status": "running",
                 "started": _now(),
-                attempts.JOURNAL_OFFSET: attempts.journal_size(self.journal),
+                attempts.JOURNAL_OFFSET: attempts.log_size(self.journal),
+                attempts.SENT_OFFSET: attempts.log_size(attempts.sent_log(self.journal)),
                 attempts.EARLIER: earlier.as_dict(),
             },
         )
@@ -178,7 +205,7 @@ class RunDir:
         try:
             yield counters
             status = "done"
-        except (KeyboardInterrupt, asyncio.CancelledError):
+        except (KeyboardInterrupt, asyncio.CancelledError, StdoutClosed, BrokenPipeError):
             status = "interrupted"
             raise
         finally:
@@ -199,6 +226,7 @@ class RunDir:
                         "attempts": earlier.attempts + 1,
                         "requests": earlier.requests + counters.requests,
                         "cached_responses": earlier.cached + counters.cached,
+                        "unanswered_requests": earlier.unanswered + counters.unanswered,
                         "usage": usage.model_dump(),
                         **stage_cost(self.config, usage),
                     },
@@ -226,10 +254,67 @@ class RunDir:
             entry.clear()
         entry.update(values)
         if "usage" in values:
-            from mafine.pricing import usage_totals
-
-            manifest["totals"] = usage_totals(manifest["stages"])
+            manifest["totals"] = self._totals(manifest)
         write_json(self.root / MANIFEST_FILE, manifest)
+        if "usage" in values and self._counted_in is not None:
+            self._counted_in.refresh_totals()
+
+    def refresh_totals(self) -> None:
+        """Recompute the manifest's totals (after a compared variant's stage ended)."""
+        manifest = self.read_manifest()
+        if "stages" in manifest:
+            manifest["totals"] = self._totals(manifest)
+            write_json(self.root / MANIFEST_FILE, manifest)
+
+    def _totals(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Requests, tokens and cost per iteration and for the whole run: `run` counts every
+        stage of the compared variants too (`variants/<name>/<stage>`), whose spend the run
+        paid for; the iterations' totals are the run's own stages."""
+        from mafine.pricing import usage_totals
+
+        stages = dict(manifest.get("stages", {}))
+        totals = usage_totals(stages)
+        variants = {}
+        for name in self.config.evaluation.compare:
+            path = self.root / "variants" / name / MANIFEST_FILE
+            if path.exists():
+                recorded = _read_document(path, "JSON", json.loads).get("stages", {})
+                variants.update({f"variants/{name}/{k}": v for k, v in recorded.items()})
+        if variants:
+            totals["run"] = usage_totals({**stages, **variants})["run"]
+            totals["variants"] = usage_totals(variants)["run"]
+        return totals
+
+
+def locate_relative_run(config: Config, config_file: Path, announce: bool = True) -> None:
+    """A relative `run_dir` is relative to the working directory (as `runs/<stem>` is). The
+    same command from another directory would start a new run there and pay again: when a
+    run of this config already lives at `run_dir` beside the config file or one of its parent
+    folders, refuse and say where it is and how to continue it. A new run says where it is."""
+    run_dir = config.run_dir
+    if run_dir is None or run_dir.is_absolute() or (run_dir / CONFIG_FILE).exists():
+        return
+    here = run_dir.resolve()
+    folder = config_file.resolve().parent
+    for base in (folder, *folder.parents):
+        candidate = base / run_dir
+        if candidate.resolve() == here or not (candidate / CONFIG_FILE).is_file():
+            continue
+        try:
+            stored = yaml.safe_load((candidate / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(stored, dict) and not config_differences(stored, config_dict(config)):
+            raise MafineError(
+                f"run_dir {run_dir} is relative to the working directory, so this would start "
+                f"a new run in {here}, but this config's run is in {candidate}: run the command "
+                f"from {base}, or add --set run_dir={candidate} to continue it (an absolute "
+                "run_dir starts a new run wherever you are)"
+            )
+    if announce and not here.exists():
+        from mafine.ui import console
+
+        console.print(f"new run directory: {here}", markup=False)
 
 
 _DAMAGED = "this run directory is damaged: restore the file or use another run_dir"

@@ -2,7 +2,8 @@
 
 What counts as a secret here: the value of any environment variable whose name says it holds
 one (`*KEY*`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, `*CREDENTIAL*`), strings shaped like a
-Google API key, and the value of a key-like parameter in a URL's query.
+Google API key, the value of a key-like parameter in a URL's query, and the password of a URL's
+userinfo (`https://user:password@host`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ _GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
 _QUERY_SECRET = re.compile(
     r"(?i)\b((?:api[_-]?)?key|token|access_token|secret|password|sig|signature)=([^&\s'\"]+)"
 )
+# `scheme://user:password@`: the password part (a token alone as the user is kept: no colon).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@?#]*):([^/\s@?#]+)@")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REDACTED = "[redacted]"
 _MIN_SECRET_LENGTH = 8  # shorter values would scrub ordinary words
@@ -46,8 +49,13 @@ def _secret_values() -> list[str]:
 
 
 def holds_secret(text: str) -> bool:
-    """Whether `text` holds a Google API key or a secret environment variable's value."""
-    return bool(_GOOGLE_KEY.search(text)) or any(v in text for v in _secret_values())
+    """Whether `text` holds a Google API key, a secret environment variable's value, or a URL
+    carrying a password (in its userinfo) or a key (in its query)."""
+    return (
+        bool(_GOOGLE_KEY.search(text) or _URL_PASSWORD.search(text))
+        or bool("://" in text and url_secret_parameters(text))
+        or any(v in text for v in _secret_values())
+    )
 
 
 def scrub(text: str) -> str:
@@ -55,4 +63,5 @@ def scrub(text: str) -> str:
     for value in _secret_values():
         text = text.replace(value, REDACTED)
     text = _GOOGLE_KEY.sub(REDACTED, text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
     return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", text)

@@ -6,16 +6,18 @@ grid key, in its own run directory
     <run_dir of CONFIG>/sweep/<key=value,key=value,...>
     e.g. runs/smoke/sweep/agents.count=2,seed=0
 
-(keys in the order given, `seed` last; characters other than letters, digits and `.=,_+-` become
-`_`). A point whose run directory already holds a finished run of the same config is skipped;
-others run (or resume) exactly as `mafine run` would. Then one comparison of all points is
-written to `<run_dir of CONFIG>/sweep/comparison.md`. `--dry-run` prints, for each point, the
-`mafine run ... --set ...` line that does the same thing by hand (e.g. in a bash loop).
+(keys in the order given, `seed` last, each value as the config resolved it, so `1` and `1.0`
+of a float key name one point; characters other than letters, digits and `.=,_+-` become `_`).
+Two points that resolve to one config are refused. A point whose run directory already holds a
+finished run of the same config is skipped; others run (or resume) exactly as `mafine run`
+would. Then one comparison of all points is written to `<run_dir of CONFIG>/sweep/comparison.md`
+(another grid over the same base gets `comparison-2.md`, ...: see `comparison_file`).
+`--dry-run` prints, for each point, the `mafine run ... --set ...` line that does the same
+thing by hand (e.g. in a bash loop).
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
@@ -29,6 +31,7 @@ import yaml
 
 from mafine.config import PACE_KEYS, Config, config_dict, load_config
 from mafine.errors import MafineError
+from mafine.rundir import locate_relative_run
 from mafine.ui import console
 
 SWEEP_DIR = "sweep"
@@ -39,10 +42,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9.=,_+\-]")
 class Point:
     assignments: tuple[tuple[str, str], ...]  # (dotted key, value as written)
     config: Config
+    resolved: tuple[tuple[str, str], ...] = ()  # (dotted key, value the config resolved to)
 
     @property
     def name(self) -> str:
-        return point_name(self.assignments)
+        return point_name(self.resolved or self.assignments)
 
     @property
     def run_dir(self) -> Path:
@@ -141,14 +145,43 @@ def plan(
     root = base.run_dir / SWEEP_DIR
     # seed last, so runs that differ only in seed sit next to each other
     axes.sort(key=lambda axis: axis[0] == "seed")
-    points = []
+    points: list[Point] = []
+    seen: dict[str, Point] = {}
     for values in itertools.product(*(values for _, values in axes)):
-        assignments = tuple((key, value) for (key, _), value in zip(axes, values, strict=True))
-        name = point_name(assignments)
-        settings = [f"{key}={value}" for key, value in assignments]
-        config = load_config(config_path, [*overrides, *settings, f"run_dir={root / name}"])
-        points.append(Point(assignments, config))
+        written = tuple((key, value) for (key, _), value in zip(axes, values, strict=True))
+        settings = [f"{key}={value}" for key, value in written]
+        config = load_config(config_path, [*overrides, *settings])
+        # Points are named and compared by the values the config resolved to, so `1` and
+        # `1.0` are one point (one run directory), never two runs paying twice.
+        resolved = config_dict(config)
+        named = tuple((key, _resolved_value(resolved, key, text)) for key, text in written)
+        point = Point(
+            written, config.model_copy(update={"run_dir": root / point_name(named)}), named
+        )
+        resolved.pop("run_dir", None)
+        identity = json.dumps(resolved, sort_keys=True)
+        if identity in seen:
+            raise MafineError(
+                f"sweep points {', '.join(settings)} and "
+                f"{', '.join(seen[identity].overrides())} are the same config (their values "
+                "read the same); give each value once"
+            )
+        seen[identity] = point
+        points.append(point)
+    for point in points:  # a relative run_dir: is this sweep's run elsewhere?
+        locate_relative_run(point.config, config_path, announce=False)
     return points
+
+
+def _resolved_value(resolved: dict[str, Any], key: str, written: str) -> str:
+    """The value a dotted key resolved to, as text (`1.0` for `1` of a float key), or the
+    value as written when the key is not a plain path of the config."""
+    node: Any = resolved
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return written
+        node = node[part]
+    return node if isinstance(node, str) else json.dumps(node, ensure_ascii=False)
 
 
 def run_command(config_path: Path, point: Point, overrides: Sequence[str] = ()) -> str:
@@ -188,6 +221,7 @@ def is_finished(config: Config) -> bool:
 
 def run_one(config: Config) -> Any:
     """One run, exactly as `mafine run` does it."""
+    from mafine.guard import run_async
     from mafine.pipeline import run_all
     from mafine.rundir import RunDir
     from mafine.stages.session import open_session
@@ -198,7 +232,40 @@ def run_one(config: Config) -> Any:
             async with open_session(run) as session:
                 return await run_all(session)
 
-        return asyncio.run(main())
+        return run_async(main)
+
+
+COMPARISONS_INDEX = "comparisons.json"
+
+
+def comparison_file(sweep_dir: Path, names: Sequence[str]) -> Path:
+    """Where a sweep of these points writes its comparison: `comparison.md` for the first
+    sweep over a base config, the same file again for the same points, and a new
+    `comparison-N.md` for another grid, so no sweep replaces another's comparison. The
+    points of each file are kept in `comparisons.json`."""
+    from mafine.analysis.compare import COMPARISON_FILE
+    from mafine.jsonl import write_json
+
+    index_path = sweep_dir / COMPARISONS_INDEX
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        index = {}
+    if not isinstance(index, dict):
+        index = {}
+    points = sorted(names)
+    for file_name, covered in index.items():
+        if covered == points:
+            return sweep_dir / file_name
+    stem, suffix = Path(COMPARISON_FILE).stem, Path(COMPARISON_FILE).suffix
+    candidates = (f"{stem}{'' if n == 1 else f'-{n}'}{suffix}" for n in itertools.count(1))
+    taken = set(index)
+    if (sweep_dir / COMPARISON_FILE).exists() and not index:
+        taken.add(COMPARISON_FILE)  # written before this index existed: another sweep's
+    file_name = next(name for name in candidates if name not in taken)
+    index[file_name] = points
+    write_json(index_path, index)
+    return sweep_dir / file_name
 
 
 def sweep(
@@ -211,7 +278,7 @@ def sweep(
     dry_run: bool = False,
 ) -> SweepResult:
     """Run every point not yet finished, then write one comparison of all finished points."""
-    from mafine.analysis.compare import COMPARISON_FILE, comparison_table, write_comparison
+    from mafine.analysis.compare import comparison_table, write_comparison
 
     points = plan(config_path, grid, seeds, overrides)
     result = SweepResult()
@@ -235,7 +302,7 @@ def sweep(
         result.points.append(PointResult(point, "ran"))
     finished = [p.point.run_dir for p in result.points if p.status != "failed"]
     if finished:
-        target = output or (finished[0].parent / COMPARISON_FILE)
+        target = output or comparison_file(finished[0].parent, [p.name for p in points])
         result.comparison, comparison = write_comparison(finished, target, pace_keys=PACE_KEYS)
         console.print(comparison_table(comparison))
         console.print(f"comparison: {result.comparison}", markup=False)

@@ -9,7 +9,18 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console(highlight=False, soft_wrap=True, markup=False)
+from mafine.errors import StdoutClosed
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """A closed stdout stops the command as an interruption does (rich would exit 1
+        silently); the console prints nothing more (the CLI's guard says why it stopped)."""
+        self.quiet = True
+        raise StdoutClosed()
+
+
+console = _Console(highlight=False, soft_wrap=True, markup=False)
 error_console = Console(stderr=True, highlight=False, markup=False)
 
 

@@ -31,6 +31,7 @@ from mafine.analysis.report import (
 )
 from mafine.atomic import write_text_atomic
 from mafine.errors import MafineError
+from mafine.outputs import exclusive
 
 COMPARISON_FILE = "comparison.md"
 SEED_KEY = "seed"
@@ -311,9 +312,10 @@ def write_comparison(
     """Load the runs, compare them (`compare_runs`), write the markdown; returns its path and
     the comparison."""
     runs = [load_run(Path(p)) for p in paths]
-    comparison = compare_runs(runs, pace_keys=pace_keys, resamples=resamples)
     target = output or default_output([run.root for run in runs])
-    write_text_atomic(target, render_comparison(comparison, relative_to=target.parent))
+    with exclusive(target):  # two reports of other runs never swap their files
+        comparison = compare_runs(runs, pace_keys=pace_keys, resamples=resamples)
+        write_text_atomic(target, render_comparison(comparison, relative_to=target.parent))
     return target, comparison
 
 

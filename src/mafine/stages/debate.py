@@ -7,8 +7,9 @@ from it, and the finished transcripts are published in problem order, atomically
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from mafine.artifacts import AgentTrace, Completion, Message, Problem, Summary, Transcript, Turn
 from mafine.config import Config
@@ -24,6 +25,8 @@ from mafine.stages.roster import AgentModels, load_records, roster
 from mafine.stages.session import Session, sampling
 from mafine.stages.stage import debate_stage, report_usage
 from mafine.ui import progress
+
+T = TypeVar("T")
 
 
 async def debate_split(session: Session, iteration: int, split: str) -> None:
@@ -87,20 +90,25 @@ async def run_debates(
                     offsets[problem.id] = log.append(transcript)
                     bar.advance()
 
-            workers = [
-                asyncio.ensure_future(worker()) for _ in range(generator.provider.max_concurrency)
-            ]
-            try:
-                await asyncio.gather(*workers)
-            except BaseException:
-                for task in workers:
-                    task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
-                raise
+            await gather_or_stop(*(worker() for _ in range(generator.provider.max_concurrency)))
     finally:
         log.close()
     write_rows(output, (read_at(partial, offsets[p.id], Transcript) for p in problems))
     partial.unlink(missing_ok=True)
+
+
+async def gather_or_stop(*work: Awaitable[T]) -> list[T]:
+    """`asyncio.gather`, except that when one fails (or the stage is stopped) the others are
+    stopped too and awaited before the failure is raised: their answers in flight are
+    journaled (see `Generator.complete`), and none is left running unowned."""
+    tasks = [asyncio.ensure_future(item) for item in work]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def debate_problem(
@@ -113,7 +121,7 @@ async def debate_problem(
 ) -> Transcript:
     prompts = config.prompts
     question = Message(role="user", content=render(prompts.question, question=problem.question))
-    first = await asyncio.gather(
+    first = await gather_or_stop(
         *(generator.complete(a.generator, [question], a.agent) for a in agents)
     )
     traces = [
@@ -128,7 +136,7 @@ async def debate_problem(
     for round_number in range(2, config.debate.rounds + 1):
         latest = [trace.turns[-1].response for trace in traces]
         critics = [a for a in agents if a.critic is not None]
-        results = await asyncio.gather(
+        results = await gather_or_stop(
             *(
                 _critique(problem, a, traces[a.agent], latest, round_number, config, generator)
                 for a in critics

@@ -107,7 +107,9 @@ def plan_models(run: RunDir, iteration: int) -> list[ModelRecord]:
 
 def _spec(run: RunDir, iteration: int, record: ModelRecord) -> TuningSpec:
     config = run.config
-    display = f"{run.root.name}-i{iteration}-a{record.agent}-{record.role}"
+    # Named by the run's id (kept in its manifest), not its folder: a moved or copied run
+    # finds the jobs it already created instead of paying for them again.
+    display = f"{run.run_id}-i{iteration}-a{record.agent}-{record.role}"
     return TuningSpec(
         display_name=display,
         start_checkpoint=record.start_checkpoint,

@@ -61,6 +61,7 @@ def variant_runs(run: RunDir, base_only: bool = False) -> Iterator[dict[str, Run
         }
         for variant in variants.values():
             variant.share_journal(run.journal)  # their requests go to the run's journal
+            variant.count_in(run)  # and their spend to the run's totals
         yield variants
 
 

@@ -23,7 +23,13 @@ from mafine.providers.fake_gemini.faults import Faults
 from mafine.providers.fake_gemini.generation import Generation
 from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, RouteTable, route
 from mafine.providers.fake_gemini.settings import FakeSettings
-from mafine.providers.fake_gemini.state import Collection, RequestLog, Served
+from mafine.providers.fake_gemini.state import (
+    Collection,
+    RequestLog,
+    Served,
+    loading,
+    prepare_state_dir,
+)
 from mafine.providers.fake_gemini.storage import Storage
 from mafine.providers.fake_gemini.tuning import Tuning
 
@@ -73,18 +79,22 @@ class FakeGemini:
         def current_settings() -> FakeSettings:  # a test may swap `self.settings`
             return self.settings
 
+        if state_dir is not None:
+            prepare_state_dir(state_dir)
         self._served = RequestLog(state_dir)
         self.faults = Faults(current_settings, self._stopping)
-        self.storage = Storage(lambda: self.url, Collection(state_dir, "objects"))
-        self.tuning = Tuning(current_settings, self.storage.read, Collection(state_dir, "tuning"))
-        self.generation = Generation(current_settings, self.tuning, self._count_key)
-        self.batches = Batches(
-            current_settings,
-            self.generation,
-            self.tuning,
-            self.storage,
-            Collection(state_dir, "batches"),
+        objects, tuning, batches = (
+            Collection(state_dir, name) for name in ("objects", "tuning", "batches")
         )
+        with loading(objects):
+            self.storage = Storage(lambda: self.url, objects)
+        with loading(tuning):
+            self.tuning = Tuning(current_settings, self.storage.read, tuning)
+        self.generation = Generation(current_settings, self.tuning, self._count_key)
+        with loading(batches):
+            self.batches = Batches(
+                current_settings, self.generation, self.tuning, self.storage, batches
+            )
         self._routes = RouteTable([self, self.generation, self.tuning, self.batches, self.storage])
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -125,13 +135,12 @@ class FakeGemini:
         self.stop()
 
     def serve_forever(self) -> None:
-        """Serve until KeyboardInterrupt (Ctrl-C), then stop cleanly."""
+        """Serve until stopped; Ctrl-C (or SIGTERM, which the CLI raises the same way) stops
+        the server cleanly and then propagates, so the command exits 130 (143)."""
         self.start()
         try:
             while self._thread is not None and self._thread.is_alive():
                 self._thread.join(timeout=0.1)
-        except KeyboardInterrupt:
-            pass
         finally:
             self.stop()
 

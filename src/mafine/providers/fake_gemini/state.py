@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from mafine.atomic import write_text_atomic
+from mafine.atomic import remove_stale, write_text_atomic
 from mafine.errors import MafineError
 from mafine.jsonl import AppendLog, iter_log
 
@@ -30,7 +33,9 @@ class Collection:
 
     def __init__(self, directory: Path | None, collection: str) -> None:
         self._directory = directory / collection if directory is not None else None
-        self._lock = threading.Lock()  # two writers of one record share its temporary file
+        self._lock = threading.Lock()  # one record's writes land in the order they were made
+        self.directory = self._directory
+        self.reading: Path | None = None  # the record `records()` yielded last, while it reads
 
     def put(self, name: str, record: dict[str, Any]) -> None:
         if self._directory is None:
@@ -39,23 +44,54 @@ class Collection:
         with self._lock:
             write_text_atomic(self._directory / f"{_file_name(name)}.json", text + "\n")
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every stored record (empty without a directory)."""
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every stored record (none without a directory). Read them inside `loading(...)`,
+        which names the file of a record of the wrong shape."""
         if self._directory is None or not self._directory.is_dir():
-            return []
-        found = []
+            return
         for path in sorted(self._directory.glob("*.json")):
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as exc:
-                raise MafineError(
-                    f"{path}: corrupt fake Gemini state ({exc}); delete the file (the fake "
-                    "forgets that record) or the whole state directory"
-                ) from None
+                raise damaged(path, str(exc)) from None
             if not isinstance(record, dict):
-                raise MafineError(f"{path}: corrupt fake Gemini state (not a JSON object)")
-            found.append(record)
-        return found
+                raise damaged(path, "not a JSON object")
+            self.reading = path
+            yield record
+        self.reading = None
+
+
+def damaged(path: Path | None, detail: str) -> MafineError:
+    return MafineError(
+        f"{path}: damaged fake Gemini state ({detail}); delete the file (the fake forgets that "
+        "record) or the whole --state-dir"
+    )
+
+
+@contextmanager
+def loading(collection: Collection) -> Iterator[None]:
+    """Build the fake's records from `collection`: a record of the wrong shape (a missing or
+    mistyped field) is one line naming its file and the fix."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        where = collection.reading or collection.directory
+        raise damaged(where, f"{type(exc).__name__}: {exc}") from None
+
+
+def prepare_state_dir(directory: Path, label: str = "fake Gemini state directory") -> None:
+    """Make sure the fake can keep its state in `directory` (refused at once, naming it, rather
+    than at the first job), and remove temporary files of a fake killed mid-write."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise MafineError(
+            f"{label} {directory} cannot be written ({reason}); choose a writable directory"
+        ) from None
+    remove_stale(directory)
 
 
 class Served(BaseModel):
