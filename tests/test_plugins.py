@@ -322,9 +322,7 @@ def test_no_field_description_lists_registered_names() -> None:
         return sorted(name for name in names - own if name in text)
 
     listing = [
-        (key, found)
-        for key, text in descriptions(Config)
-        if len(found := listed(key, text)) >= 2
+        (key, found) for key, text in descriptions(Config) if len(found := listed(key, text)) >= 2
     ]
     assert not listing, listing
 
