@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mafine import prompts, secrets
-from mafine.config_checks import check_raw, parse_yaml, read_yaml_file
+from mafine.config_checks import check_raw, override_value, read_yaml_file
 
 # The settings models that lived here before they moved beside their components, still
 # importable from here for callers written against the older layout.
@@ -23,6 +22,7 @@ from mafine.errors import MafineError
 from mafine.grading.settings import GradingConfig
 from mafine.methods import METHODS, compared_method
 from mafine.providers.settings import FakeSettings, GeminiSettings, ProviderConfig  # noqa: F401
+from mafine.readable import require_file
 from mafine.schema import Strict, describe_validation_error, mutable_field, mutable_keys
 
 
@@ -194,8 +194,7 @@ PACE_KEYS = frozenset(key for key in MUTABLE_KEYS if key != "iterations")
 
 def load_config(path: Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key.path=value` overrides, validate; one-line errors."""
-    if not path.is_file():
-        raise MafineError(f"config file not found: {path}")
+    require_file(path, "config file")
     raw = read_yaml_file(path) or {}
     if not isinstance(raw, dict):
         raise MafineError(f"{path}: the top level must be a mapping of config keys")
@@ -236,14 +235,12 @@ def _refuse_stored_secrets(data: Any, key: str = "") -> None:
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set `a.b.c=value` in a raw config mapping; the value is parsed as YAML (typed)."""
+    """Set `a.b.c=value` in a raw config mapping; the value is typed as YAML 1.2 would type it
+    (`config_checks.override_value`)."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise MafineError(f"--set expects key.path=value, got {item!r}")
-    try:
-        value = parse_yaml(text) if text.strip() else text
-    except yaml.YAMLError:
-        value = text
+    value = override_value(text)
     parts = key.strip().split(".")
     if not all(part.strip() for part in parts):
         raise MafineError(f"--set {key.strip()}: a key path is names joined by dots, e.g. seed")

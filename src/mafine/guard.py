@@ -9,6 +9,7 @@ markup, so `pip install 'mafine[local]'` and `[/x]` in a path print as they are)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -123,8 +124,14 @@ def _third_party(exc: BaseException) -> str | None:
     return None
 
 
+# Frames of the commands themselves hold the paths a user gave (the config, the inputs): an
+# error deeper down with no file of its own is not theirs, so they are never blamed for it.
+_COMMAND_MODULES = ("mafine.cli", "mafine.sweep", "mafine.check", "mafine.guard")
+
+
 def _file_being_read(exc: BaseException) -> str | None:
-    """The path or open file nearest the failure (read or written), from the traceback."""
+    """The path or open file nearest the failure (read or written), from the traceback, below
+    the command's own frames."""
     from pathlib import PurePath
 
     tb = exc.__traceback__
@@ -133,6 +140,8 @@ def _file_being_read(exc: BaseException) -> str | None:
         frames.append(tb.tb_frame)
         tb = tb.tb_next
     for frame in reversed(frames):
+        if frame.f_globals.get("__name__", "").startswith(_COMMAND_MODULES):
+            continue
         for value in frame.f_locals.values():
             if isinstance(value, PurePath):
                 return str(value)
@@ -235,6 +244,17 @@ def guarded(body: Callable[[], Any]) -> Any:
         fail(describe(exc), 1)
 
 
+def _replace_unencodable_output() -> None:
+    """A terminal or pipe that is not UTF-8 (`LANG=C`, `PYTHONIOENCODING=ascii`) shows what it
+    cannot encode as `?` instead of failing the command on a name or a table rule."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if reconfigure is not None and encoding != "utf8":
+            with contextlib.suppress(ValueError, OSError):  # closed: nothing to print to
+                reconfigure(errors="replace")
+
+
 class OneLineUsageErrors(TyperGroup):
     """The command group, whose usage errors (an unknown option, a bad value for one, an
     unreadable argument) are one plain line too, instead of a framed panel."""
@@ -244,6 +264,7 @@ class OneLineUsageErrors(TyperGroup):
 
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
+        _replace_unencodable_output()
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except NoArgsIsHelpError as exc:

@@ -10,6 +10,7 @@ from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from mafine.artifacts import made_by
 from mafine.atomic import atomic_open, write_text_atomic
 from mafine.errors import MafineError
 
@@ -50,7 +51,9 @@ def parse_objects(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[
 def read_rows(path: Path, row_type: type[RowT]) -> Iterator[RowT]:
     """Rows of a finished JSONL artifact, one at a time; any bad line is an error naming it."""
     if not path.is_file():
-        raise MafineError(f"missing artifact: {path}")
+        maker = made_by(path)
+        way_on = f"; `{maker}` makes it (or `mafine run CONFIG` makes everything)" if maker else ""
+        raise MafineError(f"missing artifact: {path}{way_on}")
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if raw.strip():
