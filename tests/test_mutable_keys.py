@@ -27,7 +27,7 @@ PINNED = {
     *(
         f"provider.fake.{key}"
         for key in (
-            "batch_polls", "latency_s", "fault_rate", "fault_kinds", "fault_seed",
+            "tuning_polls", "batch_polls", "latency_s", "fault_rate", "fault_kinds", "fault_seed",
             "retry_delay_s", "hang_s", "daily_quota", "requests_per_minute",
         )
     ),
@@ -39,7 +39,7 @@ PINNED = {
 
 
 def test_mutable_keys_are_derived_from_the_markers() -> None:
-    assert len(MUTABLE_KEYS) == len(set(MUTABLE_KEYS)) == 35
+    assert len(MUTABLE_KEYS) == len(set(MUTABLE_KEYS)) == 36
     assert set(MUTABLE_KEYS) == PINNED
 
 

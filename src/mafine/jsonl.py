@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -31,14 +31,16 @@ def parse_row(line: str, row_type: type[RowT], path: Path, line_number: int) -> 
         ) from None
 
 
-def parse_objects(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def parse_objects(
+    lines: Iterable[str], path: Path, loads: Callable[[str], Any] = json.loads
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of untyped JSON lines (user files);
     a line that is not a JSON object is an error naming the file and the line."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads(line)
         except json.JSONDecodeError as exc:
             raise MafineError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):

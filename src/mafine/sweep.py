@@ -7,7 +7,8 @@ grid key, in its own run directory
     e.g. runs/smoke/sweep/agents.count=2,seed=0
 
 (keys in the order given, `seed` last; characters other than letters, digits and `.=,_+-` become
-`_`). A point whose run directory already holds a finished run of the same config is skipped;
+`_`; a name past 200 characters is cut and ends in `+` and a digest of the whole name). A point
+whose run directory already holds a finished run of the same config is skipped;
 others run (or resume) exactly as `mafine run` would. Then one comparison of all points is
 written to `<run_dir of CONFIG>/sweep/comparison.md`. `--dry-run` prints, for each point, the
 `mafine run ... --set ...` line that does the same thing by hand (e.g. in a bash loop).
@@ -16,6 +17,7 @@ written to `<run_dir of CONFIG>/sweep/comparison.md`. `--dry-run` prints, for ea
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import re
@@ -33,6 +35,7 @@ from mafine.ui import console
 
 SWEEP_DIR = "sweep"
 _UNSAFE = re.compile(r"[^A-Za-z0-9.=,_+\-]")
+_MAX_NAME = 200  # characters of a point's folder name (file systems take 255 bytes, some fewer)
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,12 @@ def point_name(assignments: Sequence[tuple[str, str]]) -> str:
     """The run directory name of a grid point: `key=value,key=value` (filesystem-safe)."""
     if not assignments:
         return "default"
-    return ",".join(f"{key}={_UNSAFE.sub('_', value)}" for key, value in assignments)
+    name = ",".join(f"{key}={_UNSAFE.sub('_', value)}" for key, value in assignments)
+    if len(name) <= _MAX_NAME:
+        return name
+    # past what a file system takes for one name: a readable start and the whole name's digest
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[: _MAX_NAME - len(digest) - 1]}+{digest}"
 
 
 def plan(
