@@ -378,11 +378,13 @@ def sweep(
             check_output(output, [config])
         result = run_sweep(config, grid or [], seeds, set_ or [], output=output, dry_run=dry_run)
         if result.failed:
+            names = ", ".join(p.point.name for p in result.failed)
             first = result.failed[0]
-            more = f" (and {len(result.failed) - 1} more, shown above)" if result.failed[1:] else ""
+            why = f"{first.point.name}: {first.error}" if result.failed[1:] else first.error
+            others = "; the others' errors are shown above" if result.failed[1:] else ""
             _fail(
-                f"{len(result.failed)} point(s) failed; {first.point.name}: {first.error}{more}; "
-                "fix that and run the same sweep again (finished points are skipped)"
+                f"{len(result.failed)} point(s) failed: {names} ({why}{others}); fix that and "
+                "run the same sweep again (finished points are skipped)"
             )
 
     _guarded(body)

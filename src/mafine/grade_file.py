@@ -137,7 +137,7 @@ def grade_file(
 
 def read_rows(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
     """(line number, "responses" | "transcripts", row) for every non-blank line."""
-    require_file(path, "file to grade")
+    require_file(path, "file")
     with path.open(encoding="utf-8") as handle:
         return [
             (number, _kind(row, path, number), row) for number, row in parse_objects(handle, path)
