@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mafine import prompts, secrets
-from mafine.config_checks import check_raw, override_value, read_yaml_file
+from mafine.config_checks import check_raw, field_types, override_value, read_yaml_file
 
 # The settings models that lived here before they moved beside their components, still
 # importable from here for callers written against the older layout.
@@ -236,7 +236,8 @@ def _refuse_stored_secrets(data: Any, key: str = "") -> None:
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
     """Set `a.b.c=value` in a raw config mapping; the value is typed as YAML 1.2 would type it
-    (`config_checks.override_value`)."""
+    (`config_checks.override_value`), except where the key wants text: there a number, list or
+    mapping is the text as written (`prompts.question=Q: {question}`, a project number)."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise MafineError(f"--set expects key.path=value, got {item!r}")
@@ -252,6 +253,12 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise MafineError(f"--set {key}: {part} is not a section")
         node = child
+    if isinstance(value, int | float | dict | list) and not isinstance(value, bool):
+        wanted = field_types(Config, raw, parts)
+        if wanted & {str, Path} and not any(
+            isinstance(t, type) and isinstance(value, t) for t in wanted
+        ):
+            value = text.strip()
     node[parts[-1]] = value
 
 

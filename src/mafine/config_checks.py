@@ -215,6 +215,24 @@ def check_raw(raw: Any, model: type[BaseModel], prefix: str = "") -> None:
             check_raw(value, model, f"{where}.")
 
 
+def field_types(model: type[BaseModel], raw: Any, parts: list[str]) -> set[Any]:
+    """The types the field at the dotted `parts` accepts (empty: no such field); a section
+    that is a union of models is chosen by the `kind` in `raw`, as validation would."""
+    node: Any = raw
+    current: type[BaseModel] | None = model
+    for index, part in enumerate(parts):
+        field = current.model_fields.get(part) if current is not None else None
+        if field is None:
+            return set()
+        accepted = _types(field.annotation)
+        if index == len(parts) - 1:
+            return accepted
+        node = node.get(part) if isinstance(node, dict) else None
+        models = [t for t in accepted if isinstance(t, type) and issubclass(t, BaseModel)]
+        current = _choose(models, node) if isinstance(node, dict) else (models or [None])[0]
+    return set()
+
+
 def _types(annotation: Any) -> set[Any]:
     """The concrete types an annotation accepts, through Optional, unions, Annotated, lists."""
     origin = typing.get_origin(annotation)
