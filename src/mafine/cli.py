@@ -76,14 +76,15 @@ def _load(config: Path, overrides: list[str] | None) -> Config:
 
 
 def _check_iteration(config: Config, iteration: int | None) -> None:
-    """Every command's `--iteration` names an iteration of the config: 1 to `iterations` (0,
-    the baselines, for evaluate); the lower bound is the option's own range."""
+    """Every command's `--iteration` names an iteration of the config: at most `iterations`
+    (the lower bound, 1, or 0 for evaluate's baselines, is the option's own range)."""
     from mafine.errors import MafineError
 
     if iteration is not None and iteration > config.iterations:
+        last = config.iterations
         raise MafineError(
-            f"--iteration {iteration} is past the config's iterations ({config.iterations}); "
-            f"give 1 to {config.iterations}, or raise it with --set iterations={iteration}"
+            f"--iteration {iteration} is past the config's iterations ({last}); give at most "
+            f"{last}, or raise it with --set iterations={iteration}"
         )
 
 

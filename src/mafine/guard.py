@@ -98,6 +98,14 @@ def describe(exc: BaseException) -> str:
 
 def describe_os_error(exc: OSError) -> str:
     what = _OS_FIXES.get(exc.errno or 0) or (exc.strerror or str(exc))
+    if exc.errno in (errno.EEXIST, errno.ENOENT) and isinstance(exc.filename, str):
+        from pathlib import Path
+
+        from mafine.readable import dangling_link
+
+        link = dangling_link(Path(exc.filename))
+        if link:  # "already exists" / "no such file" would both mislead
+            return f"{link}; fix the link or choose another path"
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
     if not paths:  # a failed write or fsync: name the file being written
         paths = [found] if (found := _file_being_read(exc)) else []

@@ -10,15 +10,27 @@ from pathlib import Path
 from mafine.errors import MafineError
 
 
+def dangling_link(path: Path) -> str | None:
+    """`"L is a symlink to T, which leads nowhere"` for the first link on `path` (itself or a
+    directory above it) whose target is missing or a loop of links; None when there is none."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.is_symlink() and not candidate.exists():
+                return (
+                    f"{candidate} is a symlink to {os.readlink(candidate)}, which leads nowhere "
+                    "(missing, or a loop of links)"
+                )
+        except OSError:
+            return None
+    return None
+
+
 def require_file(path: Path, what: str) -> None:
     """Refuse `path` in one line naming it (as `what`, e.g. "config file") unless it is a
     readable regular file."""
     try:
-        if path.is_symlink() and not path.exists():
-            raise MafineError(
-                f"{what} {path} is a symlink to {os.readlink(path)}, which does not exist; "
-                "fix the link or give the file itself"
-            )
+        if not path.exists() and (link := dangling_link(path)):
+            raise MafineError(f"{what} {path}: {link}; fix the link or give the file itself")
         if not path.exists():
             parent = path.parent
             where = "" if parent.is_dir() else f" (no directory {parent})"

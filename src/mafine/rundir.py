@@ -23,6 +23,7 @@ from mafine.config import Config, config_dict, config_differences
 from mafine.config_checks import dump_yaml, parse_yaml
 from mafine.errors import MafineError
 from mafine.jsonl import write_json
+from mafine.readable import dangling_link
 
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -277,10 +278,10 @@ def _refuse_damaged_config(path: Path, stored: dict[str, Any]) -> None:
 
 def _refuse_foreign_directory(root: Path) -> None:
     """A run directory is new, empty, or a mafine run: never someone else's files."""
-    if root.is_symlink() and not root.exists():
+    if not root.exists() and (link := dangling_link(root)):
         raise MafineError(
-            f"run directory {root} is a symlink to {os.readlink(root)}, which does not exist; "
-            "create that directory, or set run_dir to another path"
+            f"run directory {root}: {link}; create the link's target directory, or set run_dir "
+            "to another path"
         )
     if root.exists() and not root.is_dir():
         raise MafineError(f"run directory {root} is a file; set run_dir to a directory")
