@@ -440,3 +440,11 @@ def test_a_failed_sweep_point_says_why(cli, tmp_path):
     result = cli("sweep", config, "--grid", "provider.fake.daily_quota=true")
     line = assert_refused(result, "1 point(s) failed", "provider.fake.daily_quota=true")
     assert "GenerateRequestsPerDay" in line  # the point's own error
+
+
+@pytest.mark.parametrize(
+    "value", ["!!int 0b11", "!!int 1:30", "!!float abc", "!!int ''", "!!int -0o7"]
+)
+def test_an_explicit_number_tag_on_no_number_is_refused_with_its_line(cli, tmp_path, value):
+    config = _with_line(small_config(tmp_path), f"seed: {value}")
+    assert_refused(cli("estimate", config), str(config), "line", "not a YAML 1.2")

@@ -46,8 +46,21 @@ _CORE_RESOLVERS = (  # YAML 1.2.2, 10.3.2 (the core schema's tag resolution)
 )
 
 
-class DuplicateKey(yaml.constructor.ConstructorError):
+class RefusedValue(yaml.constructor.ConstructorError):
+    """YAML that parses but is refused: its `problem` is the message, with the line."""
+
+
+class DuplicateKey(RefusedValue):
     """A mapping names one key twice (PyYAML would keep the last value silently)."""
+
+
+def _number(node: yaml.ScalarNode, kind: str, parse: Any, text: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError:  # an explicit !!int or !!float tag on text that is no such number
+        raise RefusedValue(
+            None, None, f"{text!r} is not a YAML 1.2 {kind}", node.start_mark
+        ) from None
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -64,7 +77,7 @@ class _Yaml12Loader(yaml.SafeLoader):
                 key = self.construct_object(key_node)
                 if key in seen:
                     raise DuplicateKey(
-                        None, None, f"key {key!r} is given twice", key_node.start_mark
+                        None, None, f"key {key!r} is given twice; keep one", key_node.start_mark
                     )
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
@@ -72,15 +85,16 @@ class _Yaml12Loader(yaml.SafeLoader):
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:  # type: ignore[override]
         text = str(self.construct_scalar(node))
         if text.startswith(("0o", "0x")):
-            return int(text[2:], 8 if text[1] == "o" else 16)
-        return int(text, 10)  # leading zeros are decimal: 010 is 10
+            base = 8 if text[1] == "o" else 16
+            return _number(node, "integer", lambda t: int(t[2:], base), text)
+        return _number(node, "integer", lambda t: int(t, 10), text)  # 010 is 10
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> float:  # type: ignore[override]
         text = str(self.construct_scalar(node))
         special = text.lower().lstrip("+")
         if special in {".inf", "-.inf", ".nan"}:
             return float(special.replace(".", ""))
-        return float(text)
+        return _number(node, "number", float, text)
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -143,9 +157,9 @@ def read_yaml_file(path: Path) -> Any:
         ) from None
     try:
         data = parse_yaml(text)
-    except DuplicateKey as exc:
+    except RefusedValue as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
-        raise MafineError(f"{path}, line {line}: {exc.problem}; keep one") from None
+        raise MafineError(f"{path}, line {line}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
