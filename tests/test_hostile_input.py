@@ -448,3 +448,15 @@ def test_a_failed_sweep_point_says_why(cli, tmp_path):
 def test_an_explicit_number_tag_on_no_number_is_refused_with_its_line(cli, tmp_path, value):
     config = _with_line(small_config(tmp_path), f"seed: {value}")
     assert_refused(cli("estimate", config), str(config), "line", "not a YAML 1.2")
+
+
+def test_a_report_input_is_named_as_what_it_is(cli, tmp_path):
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "notes.txt").write_text("not json\n")
+    cases = {
+        tmp_path / "gone": "symlink",
+        Path("/dev/null"): "not a regular file",
+        tmp_path / "notes.txt": "no metrics document",
+    }
+    for path, words in cases.items():
+        assert_refused(cli("report", path), str(path), words)

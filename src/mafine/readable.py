@@ -34,7 +34,7 @@ def require_file(path: Path, what: str) -> None:
         if not path.exists():
             parent = path.parent
             where = "" if parent.is_dir() else f" (no directory {parent})"
-            raise MafineError(f"{what} not found: {path}{where}; check the path")
+            raise MafineError(f"{what} not found: {path}{where}")
         if path.is_dir():
             raise MafineError(f"{what} {path} is a directory; give a file's path")
         if not path.is_file():
