@@ -460,3 +460,12 @@ def test_a_report_input_is_named_as_what_it_is(cli, tmp_path):
     }
     for path, words in cases.items():
         assert_refused(cli("report", path), str(path), words)
+
+
+@pytest.mark.parametrize(
+    "model", [" gemini-3.1-flash-lite", "gemini-3.1-flash-lite ", "a\tb", "?", "a&b", "../m", "m#1"]
+)
+def test_a_model_name_no_request_could_carry_is_refused_at_load(cli, tmp_path, model):
+    config = small_config(tmp_path, provider__model=model)
+    assert_refused(cli("run", config), "provider.model")
+    assert not run_dir(config).exists()
