@@ -252,6 +252,12 @@ def _read_document(path: Path, kind: str, parse: Any) -> dict[str, Any]:
     return data
 
 
+_RESTORE_CONFIG = (
+    "restore it from a copy, or, if this run was made with the config you are giving now, "
+    "delete it and run the same command again (it is written anew)"
+)
+
+
 def _refuse_damaged_config(path: Path, stored: dict[str, Any]) -> None:
     """A stored config that is no valid config (cut short, edited by hand) is called damaged,
     not "another config": the way on is to restore it, or to let the run store it again."""
@@ -263,17 +269,12 @@ def _refuse_damaged_config(path: Path, stored: dict[str, Any]) -> None:
         Config.model_validate(stored)
     except ValidationError as exc:
         raise MafineError(
-            f"{path} is damaged ({describe_validation_error(exc)}); restore it from a copy, or, "
-            "if this run was made with the config you are giving now, delete it and run the "
-            "same command again (it is written anew)"
+            f"{path} is damaged or from another mafine version "
+            f"({describe_validation_error(exc)}); {_RESTORE_CONFIG}"
         ) from None
     missing = [key for key in Config.model_fields if key not in stored]
     if missing:
-        raise MafineError(
-            f"{path} is damaged (no {', '.join(missing[:4])}); restore it from a copy, or, if "
-            "this run was made with the config you are giving now, delete it and run the same "
-            "command again (it is written anew)"
-        )
+        raise MafineError(f"{path} is damaged (no {', '.join(missing[:4])}); {_RESTORE_CONFIG}")
 
 
 def _refuse_foreign_directory(root: Path) -> None:
