@@ -469,3 +469,19 @@ def test_a_model_name_no_request_could_carry_is_refused_at_load(cli, tmp_path, m
     config = small_config(tmp_path, provider__model=model)
     assert_refused(cli("run", config), "provider.model")
     assert not run_dir(config).exists()
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        '{"question": "q", "answer": "1", "answer": "2"}',
+        '{"question": "a", "question": "b", "answer": "1"}',
+    ],
+)
+def test_a_data_row_that_gives_a_key_twice_is_refused(tmp_path, row):
+    from mafine.errors import MafineError
+
+    path = tmp_path / "twice.jsonl"
+    path.write_text('{"question": "q0", "answer": "0"}\n' + row + "\n")
+    with pytest.raises(MafineError, match="line 2: .*given twice"):
+        iter_file(FileSource(kind="file", path=str(path)))

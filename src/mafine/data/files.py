@@ -194,12 +194,27 @@ def _union_keys(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _loads(text: str) -> Any:
-    """JSON whose numbers keep their text (`_NumberText`); NaN and Infinity are no JSON."""
+    """JSON whose numbers keep their text (`_NumberText`); NaN and Infinity are no JSON, and a
+    key given twice in one object is refused (`json` would keep the last silently)."""
 
     def refuse(constant: str) -> Any:
         raise json.JSONDecodeError(f"{constant} is not JSON", text, 0)
 
-    return json.loads(text, parse_float=_NumberText, parse_int=_NumberText, parse_constant=refuse)
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise json.JSONDecodeError(f"key {key!r} is given twice", text, 0)
+            found[key] = value
+        return found
+
+    return json.loads(
+        text,
+        parse_float=_NumberText,
+        parse_int=_NumberText,
+        parse_constant=refuse,
+        object_pairs_hook=unique,
+    )
 
 
 def _csv_header(path: Path) -> list[str]:
