@@ -483,5 +483,5 @@ def test_a_data_row_that_gives_a_key_twice_is_refused(tmp_path, row):
 
     path = tmp_path / "twice.jsonl"
     path.write_text('{"question": "q0", "answer": "0"}\n' + row + "\n")
-    with pytest.raises(MafineError, match="line 2: .*given twice"):
+    with pytest.raises(MafineError, match=r"line 2: .*given twice"):
         iter_file(FileSource(kind="file", path=str(path)))
