@@ -485,3 +485,12 @@ def test_a_data_row_that_gives_a_key_twice_is_refused(tmp_path, row):
     path.write_text('{"question": "q0", "answer": "0"}\n' + row + "\n")
     with pytest.raises(MafineError, match=r"line 2: .*given twice"):
         iter_file(FileSource(kind="file", path=str(path)))
+
+
+@pytest.mark.parametrize("value", ["010", "1.10", "2024", "1e3"])
+def test_a_run_dir_yaml_reads_as_a_number_is_refused_not_renamed(cli, tmp_path, value):
+    config = _with_line(small_config(tmp_path), f"run_dir: {value}")
+    assert_refused(cli("prepare", config), "run_dir", "quote")
+    assert not (Path.cwd() / str(yaml.safe_load(value))).exists()
+    # given with --set, the text is kept as written
+    assert str(load_config(config, [f"run_dir={value}"]).run_dir) == value

@@ -202,7 +202,13 @@ def load_config(path: Path, overrides: list[str] | None = None) -> Config:
         apply_override(raw, item)
     if raw.get("run_dir") is None:
         raw["run_dir"] = str(Path("runs") / path.stem)
-    if not isinstance(raw["run_dir"], str) or not raw["run_dir"].strip():
+    run_dir = raw["run_dir"]
+    if isinstance(run_dir, int | float) and not isinstance(run_dir, bool):
+        raise MafineError(
+            f"{path}: run_dir: YAML reads it as the number {run_dir!r}; quote the directory "
+            "name (run_dir: '2024') so it is kept as written"
+        )
+    if not isinstance(run_dir, str) or not run_dir.strip():
         raise MafineError(
             f"{path}: run_dir: give a directory path, or leave the key out for runs/{path.stem}"
         )
