@@ -60,7 +60,10 @@ def test_undecodable_config(cli, tmp_path):
         ("config.yaml", ("run",)),
         ("iter-1/eval-debate.jsonl", ("evaluate", "-i", "1")),
         ("baseline/eval-debate.jsonl", ("evaluate", "-i", "1")),
-        ("problems/train.jsonl", ("debate", "--split", "train", "-i", "2")),
+        (
+            "problems/train.jsonl",
+            ("debate", "--split", "train", "-i", "2", "--set", "iterations=2"),
+        ),
         ("iter-1/models.jsonl", ("evaluate", "-i", "1")),
     ],
 )
@@ -88,7 +91,7 @@ def test_undecodable_run_file(cli, copy, relative, command):
         ("journal.jsonl", b'{"key": 1}\n', ("run",)),
         ("iter-1/eval-debate.jsonl", b'{"problem_id": []}\n', ("evaluate", "-i", "1")),
         ("iter-1/models.jsonl", b'"a string"\n', ("evaluate", "-i", "1")),
-        ("problems/train.jsonl", b"{}\n", ("debate", "-i", "2")),
+        ("problems/train.jsonl", b"{}\n", ("debate", "-i", "2", "--set", "iterations=2")),
         ("metrics.json", b'{"methods": 3}\n', ("report",)),
         ("metrics.json", b"[]\n", ("report",)),
     ],

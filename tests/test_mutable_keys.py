@@ -28,7 +28,7 @@ PINNED = {
     *(
         f"provider.fake.{key}"
         for key in (
-            "batch_polls", "latency_s", "fault_rate", "fault_kinds", "fault_seed",
+            "tuning_polls", "batch_polls", "latency_s", "fault_rate", "fault_kinds", "fault_seed",
             "retry_delay_s", "hang_s", "daily_quota", "requests_per_minute",
         )
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -163,3 +164,29 @@ class BatchRecord(Row):
     answered: int | None = None
     failed: int | None = None
     time: str = ""
+
+
+def made_by(path: Path) -> str | None:
+    """The command that writes the run-directory artifact at `path` (None: not one of them),
+    so an error about a missing artifact can say how to make it."""
+    name, folder = path.name, path.parent.name
+    if folder == "sft":
+        name, folder = f"sft/{name}", path.parent.parent.name
+    if folder == "problems" and name in ("train.jsonl", "eval.jsonl"):
+        return "mafine prepare CONFIG"
+    if folder == "baseline":
+        iteration = "0"
+    elif folder.startswith("iter-") and folder[5:].isdigit():
+        iteration = folder[5:]
+    else:
+        return None
+    if name in ("train-debate.jsonl", "eval-debate.jsonl"):
+        split = name.split("-")[0]
+        return f"mafine debate CONFIG -i {iteration} --split {split}"
+    if name.startswith("sft/"):
+        return f"mafine build-sft CONFIG -i {iteration}"
+    if name == "models.jsonl":
+        return f"mafine finetune CONFIG -i {iteration}"
+    if name == "metrics.json":
+        return f"mafine evaluate CONFIG -i {iteration}"
+    return None

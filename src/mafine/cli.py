@@ -38,7 +38,10 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a config value: key.path=value (repeatable)."),
 ]
-IterationOption = Annotated[int, typer.Option("--iteration", "-i", help="Iteration (1-based).")]
+IterationOption = Annotated[
+    int, typer.Option("--iteration", "-i", min=1, help="Iteration (1 to the config's iterations).")
+]
+TokensOption = {"min": 0, "max": 10_000_000}  # an assumed length: a count of tokens
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -71,11 +74,30 @@ def _load(config: Path, overrides: list[str] | None) -> Config:
     return load_config(config, overrides)
 
 
-def _with_run(config_path: Path, overrides: list[str] | None, work: Callable[[RunDir], Any]) -> Any:
+def _check_iteration(config: Config, iteration: int | None) -> None:
+    """Every command's `--iteration` names an iteration of the config: at most `iterations`
+    (the lower bound, 1, or 0 for evaluate's baselines, is the option's own range)."""
+    from mafine.errors import MafineError
+
+    if iteration is not None and iteration > config.iterations:
+        last = config.iterations
+        raise MafineError(
+            f"--iteration {iteration} is past the config's iterations ({last}); give at most "
+            f"{last}, or raise it with --set iterations={iteration}"
+        )
+
+
+def _with_run(
+    config_path: Path,
+    overrides: list[str] | None,
+    work: Callable[[RunDir], Any],
+    iteration: int | None = None,
+) -> Any:
     from mafine.rundir import RunDir, locate_relative_run
 
     def body() -> Any:
         config = _load(config_path, overrides)
+        _check_iteration(config, iteration)
         locate_relative_run(config, config_path)
         with RunDir.open(config) as run:
             return work(run)
@@ -87,6 +109,7 @@ def _with_session(
     config_path: Path,
     overrides: list[str] | None,
     work: Callable[[Session], Coroutine[Any, Any, Any]],
+    iteration: int | None = None,
 ) -> Any:
     from mafine.stages.session import open_session
 
@@ -99,7 +122,7 @@ def _with_session(
 
         return run_async(main)
 
-    return _with_run(config_path, overrides, in_run)
+    return _with_run(config_path, overrides, in_run, iteration)
 
 
 @app.command()
@@ -122,7 +145,7 @@ def debate(
 
     if split not in ("train", "eval"):
         _fail(f"--split must be train or eval, not {split!r}", 2)
-    _with_session(config, set_, lambda session: debate_split(session, iteration, split))
+    _with_session(config, set_, lambda session: debate_split(session, iteration, split), iteration)
 
 
 @app.command("build-sft")
@@ -131,7 +154,12 @@ def build_sft(config: ConfigArg, set_: SetOption = None, iteration: IterationOpt
     from mafine.grading import get_grader
     from mafine.stages.build_sft import build_sft as run_build
 
-    _with_run(config, set_, lambda run: run_build(run, get_grader(run.config.grading), iteration))
+    _with_run(
+        config,
+        set_,
+        lambda run: run_build(run, get_grader(run.config.grading), iteration),
+        iteration,
+    )
 
 
 @app.command()
@@ -140,7 +168,10 @@ def finetune(config: ConfigArg, set_: SetOption = None, iteration: IterationOpti
     from mafine.stages.finetune import finetune as run_finetune
 
     _with_session(
-        config, set_, lambda session: run_finetune(session.run, session.provider, iteration)
+        config,
+        set_,
+        lambda session: run_finetune(session.run, session.provider, iteration),
+        iteration,
     )
 
 
@@ -149,7 +180,8 @@ def evaluate(
     config: ConfigArg,
     set_: SetOption = None,
     iteration: Annotated[
-        int, typer.Option("--iteration", "-i", help="Iteration to evaluate; 0: baselines only.")
+        int,
+        typer.Option("--iteration", "-i", min=0, help="Iteration to evaluate; 0: baselines only."),
     ] = 1,
     regrade: Annotated[
         bool,
@@ -170,7 +202,7 @@ def evaluate(
             _fail("--grader goes with --regrade (the run's own grader is grading.grader)", 2)
         from mafine.pipeline import evaluate_stage
 
-        _with_session(config, set_, lambda session: evaluate_stage(session, iteration))
+        _with_session(config, set_, lambda session: evaluate_stage(session, iteration), iteration)
         return
 
     def regrade_run(run: RunDir) -> None:
@@ -326,6 +358,7 @@ def report(
 
         if output is not None:
             check_output(output, runs)
+        _refuse_repeated_runs(runs)
 
         if len(runs) == 1:
             console.print(results_table(load_metrics(runs[0])))
@@ -337,6 +370,21 @@ def report(
         console.print(f"comparison: {path}", markup=False)
 
     _guarded(body)
+
+
+def _refuse_repeated_runs(runs: list[Path]) -> None:
+    """One run given twice (as itself, through a link, or as its metrics.json) would count
+    its results twice in the comparison's seed aggregates."""
+    from mafine.errors import MafineError
+
+    seen: dict[Path, Path] = {}
+    for given in runs:
+        resolved = given.resolve()
+        if resolved.name == "metrics.json" and not resolved.is_dir():
+            resolved = resolved.parent
+        if resolved in seen:
+            raise MafineError(f"{given} and {seen[resolved]} are the same run; give each run once")
+        seen[resolved] = given
 
 
 @app.command()
@@ -374,7 +422,13 @@ def sweep(
         result = run_sweep(config, grid or [], seeds, set_ or [], output=output, dry_run=dry_run)
         if result.failed:
             names = ", ".join(p.point.name for p in result.failed)
-            _fail(f"{len(result.failed)} point(s) failed: {names}; run the sweep again to resume")
+            first = result.failed[0]
+            why = f"{first.point.name}: {first.error}" if result.failed[1:] else first.error
+            others = "; the others' errors are shown above" if result.failed[1:] else ""
+            _fail(
+                f"{len(result.failed)} point(s) failed: {names} ({why}{others}); fix that and "
+                "run the same sweep again (finished points are skipped)"
+            )
 
     _guarded(body)
 
@@ -384,11 +438,16 @@ def estimate(
     config: ConfigArg,
     set_: SetOption = None,
     response_tokens: Annotated[
-        int, typer.Option(help="Assumed length of every agent response, in tokens.")
+        int, typer.Option(**TokensOption, help="Assumed length of every agent response, in tokens.")
     ] = 300,
-    summary_tokens: Annotated[int, typer.Option(help="Assumed length of every summary.")] = 200,
+    summary_tokens: Annotated[
+        int, typer.Option(**TokensOption, help="Assumed length of every summary.")
+    ] = 200,
     thinking_tokens: Annotated[
-        int, typer.Option(help="Assumed thinking tokens per response (billed as output).")
+        int,
+        typer.Option(
+            **TokensOption, help="Assumed thinking tokens per response (billed as output)."
+        ),
     ] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
 ) -> None:
@@ -426,7 +485,8 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
         for renderable in render(report, loaded):
             console.print(renderable, soft_wrap=True)
         if not report.ok:
-            raise typer.Exit(1)
+            failed = [outcome.name for outcome in report.outcomes if not outcome.ok]
+            _fail(f"check failed: {', '.join(failed)} (see above); fix that and check again")
 
     _guarded(body)
 

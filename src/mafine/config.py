@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from mafine import prompts, secrets
-from mafine.config_checks import check_raw, parse_yaml, read_yaml_file
+from mafine.config_checks import check_raw, field_types, override_value, read_yaml_file
 
 # The settings models that lived here before they moved beside their components, still
 # importable from here for callers written against the older layout.
@@ -28,6 +27,7 @@ from mafine.providers.settings import (  # noqa: F401
     ProviderConfig,
     registered_mutable_keys,
 )
+from mafine.readable import require_file
 from mafine.schema import Strict, describe_validation_error, mutable_field, mutable_keys
 
 
@@ -238,8 +238,7 @@ PACE_KEYS = frozenset(key for key in MUTABLE_KEYS if key != "iterations")
 
 def load_config(path: Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key.path=value` overrides, validate; one-line errors."""
-    if not path.is_file():
-        raise MafineError(f"config file not found: {path}")
+    require_file(path, "config file")
     raw = read_yaml_file(path) or {}
     if not isinstance(raw, dict):
         raise MafineError(f"{path}: the top level must be a mapping of config keys")
@@ -247,7 +246,13 @@ def load_config(path: Path, overrides: list[str] | None = None) -> Config:
         apply_override(raw, item)
     if raw.get("run_dir") is None:
         raw["run_dir"] = str(Path("runs") / path.stem)
-    if not isinstance(raw["run_dir"], str) or not raw["run_dir"].strip():
+    run_dir = raw["run_dir"]
+    if isinstance(run_dir, int | float) and not isinstance(run_dir, bool):
+        raise MafineError(
+            f"{path}: run_dir: YAML reads it as the number {run_dir!r}; quote the directory "
+            "name (run_dir: '2024') so it is kept as written"
+        )
+    if not isinstance(run_dir, str) or not run_dir.strip():
         raise MafineError(
             f"{path}: run_dir: give a directory path, or leave the key out for runs/{path.stem}"
         )
@@ -281,14 +286,13 @@ def _refuse_stored_secrets(data: Any, key: str = "") -> None:
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Set `a.b.c=value` in a raw config mapping; the value is parsed as YAML (typed)."""
+    """Set `a.b.c=value` in a raw config mapping; the value is typed as YAML 1.2 would type it
+    (`config_checks.override_value`), except where the key wants text: there a number, list or
+    mapping is the text as written (`prompts.question=Q: {question}`, a project number)."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise MafineError(f"--set expects key.path=value, got {item!r}")
-    try:
-        value = parse_yaml(text) if text.strip() else text
-    except yaml.YAMLError:
-        value = text
+    value = override_value(text)
     parts = key.strip().split(".")
     if not all(part.strip() for part in parts):
         raise MafineError(f"--set {key.strip()}: a key path is names joined by dots, e.g. seed")
@@ -300,6 +304,12 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise MafineError(f"--set {key}: {part} is not a section")
         node = child
+    if isinstance(value, int | float | dict | list) and not isinstance(value, bool):
+        wanted = field_types(Config, raw, parts)
+        if wanted & {str, Path} and not any(
+            isinstance(t, type) and isinstance(value, t) for t in wanted
+        ):
+            value = text.strip()
     node[parts[-1]] = value
 
 

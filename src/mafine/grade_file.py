@@ -31,6 +31,7 @@ from mafine.grading.settings import GradingConfig
 from mafine.grading.vote import TieBreak, majority_vote_many
 from mafine.jsonl import parse_objects
 from mafine.methods import MAIN_METHOD
+from mafine.readable import require_file
 
 TieRng = Callable[[str], random.Random]
 
@@ -150,8 +151,7 @@ def debate_ties(path: Path, seed: int) -> TieBreak:
 
 def read_rows(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
     """(line number, "responses" | "transcripts", row) for every non-blank line."""
-    if not path.is_file():
-        raise MafineError(f"file not found: {path}")
+    require_file(path, "file")
     with path.open(encoding="utf-8") as handle:
         return [
             (number, _kind(row, path, number), row) for number, row in parse_objects(handle, path)
@@ -161,6 +161,13 @@ def read_rows(path: Path) -> list[tuple[int, str, dict[str, Any]]]:
 def _kind(row: dict[str, Any], path: Path, number: int) -> str:
     if "gold" not in row or row["gold"] is None:
         raise MafineError(f"{path}, line {number}: no 'gold' field")
+    gold = row["gold"]
+    if isinstance(gold, bool) or not isinstance(gold, str | int | float):
+        kind = {bool: "a yes/no (true/false)", list: "a list", dict: "a mapping"}[type(gold)]
+        raise MafineError(
+            f"{path}, line {number}: 'gold' is {kind}, not text or a number; write the answer "
+            "as text (in quotes)"
+        )
     if "agents" in row:
         agents = row["agents"]
         if not isinstance(agents, list) or not all(

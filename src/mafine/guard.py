@@ -9,6 +9,7 @@ markup, so `pip install 'mafine[local]'` and `[/x]` in a path print as they are)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -98,6 +99,14 @@ def describe(exc: BaseException) -> str:
 
 def describe_os_error(exc: OSError) -> str:
     what = _OS_FIXES.get(exc.errno or 0) or (exc.strerror or str(exc))
+    if exc.errno in (errno.EEXIST, errno.ENOENT) and isinstance(exc.filename, str):
+        from pathlib import Path
+
+        from mafine.readable import dangling_link
+
+        link = dangling_link(Path(exc.filename))
+        if link:  # "already exists" / "no such file" would both mislead
+            return f"{link}; fix the link or choose another path"
     paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
     if not paths:  # a failed write or fsync: name the file being written
         paths = [found] if (found := _file_being_read(exc)) else []
@@ -124,8 +133,14 @@ def _third_party(exc: BaseException) -> str | None:
     return None
 
 
+# Frames of the commands themselves hold the paths a user gave (the config, the inputs): an
+# error deeper down with no file of its own is not theirs, so they are never blamed for it.
+_COMMAND_MODULES = ("mafine.cli", "mafine.sweep", "mafine.check", "mafine.guard")
+
+
 def _file_being_read(exc: BaseException) -> str | None:
-    """The path or open file nearest the failure (read or written), from the traceback."""
+    """The path or open file nearest the failure (read or written), from the traceback, below
+    the command's own frames."""
     from pathlib import PurePath
 
     tb = exc.__traceback__
@@ -134,6 +149,8 @@ def _file_being_read(exc: BaseException) -> str | None:
         frames.append(tb.tb_frame)
         tb = tb.tb_next
     for frame in reversed(frames):
+        if frame.f_globals.get("__name__", "").startswith(_COMMAND_MODULES):
+            continue
         for value in frame.f_locals.values():
             if isinstance(value, PurePath):
                 return str(value)
@@ -267,6 +284,17 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+def _replace_unencodable_output() -> None:
+    """A terminal or pipe that is not UTF-8 (`LANG=C`, `PYTHONIOENCODING=ascii`) shows what it
+    cannot encode as `?` instead of failing the command on a name or a table rule."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if reconfigure is not None and encoding != "utf8":
+            with contextlib.suppress(ValueError, OSError):  # closed: nothing to print to
+                reconfigure(errors="replace")
+
+
 class OneLineUsageErrors(TyperGroup):
     """The command group, whose usage errors (an unknown option, a bad value for one, an
     unreadable argument) are one plain line too, instead of a framed panel."""
@@ -276,6 +304,7 @@ class OneLineUsageErrors(TyperGroup):
 
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
+        _replace_unencodable_output()
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except NoArgsIsHelpError as exc:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from mafine.artifacts import made_by
 from mafine.atomic import atomic_open, write_text_atomic
 from mafine.errors import MafineError
 
@@ -30,14 +31,16 @@ def parse_row(line: str, row_type: type[RowT], path: Path, line_number: int) -> 
         ) from None
 
 
-def parse_objects(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def parse_objects(
+    lines: Iterable[str], path: Path, loads: Callable[[str], Any] = json.loads
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of untyped JSON lines (user files);
     a line that is not a JSON object is an error naming the file and the line."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads(line)
         except json.JSONDecodeError as exc:
             raise MafineError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
@@ -50,7 +53,9 @@ def parse_objects(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[
 def read_rows(path: Path, row_type: type[RowT]) -> Iterator[RowT]:
     """Rows of a finished JSONL artifact, one at a time; any bad line is an error naming it."""
     if not path.is_file():
-        raise MafineError(f"missing artifact: {path}")
+        maker = made_by(path)
+        way_on = f"; `{maker}` makes it (or `mafine run CONFIG` makes everything)" if maker else ""
+        raise MafineError(f"missing artifact: {path}{way_on}")
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if raw.strip():

@@ -21,8 +21,10 @@ from mafine import attempts, provenance
 from mafine.artifacts import Usage
 from mafine.atomic import atomic_path, remove_stale, write_text_atomic
 from mafine.config import Config, config_dict, config_differences
+from mafine.config_checks import dump_yaml, parse_yaml
 from mafine.errors import MafineError, StdoutClosed
 from mafine.jsonl import write_json
+from mafine.readable import dangling_link
 
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -126,7 +128,8 @@ class RunDir:
         path = self.root / CONFIG_FILE
         current = config_dict(self.config)
         if path.exists():
-            stored = _read_document(path, "YAML", lambda text: yaml.safe_load(text) or {})
+            stored = _read_document(path, "YAML", lambda text: parse_yaml(text) or {})
+            _refuse_damaged_config(path, stored)
             differing = config_differences(stored, current)
             if differing:
                 shown = ", ".join(differing[:6]) + (" ..." if len(differing) > 6 else "")
@@ -142,7 +145,7 @@ class RunDir:
             return
         self._recorded = True
         path = self.root / CONFIG_FILE
-        text = yaml.safe_dump(config_dict(self.config), sort_keys=False, allow_unicode=True)
+        text = dump_yaml(config_dict(self.config))
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             write_text_atomic(path, text)
         manifest.setdefault("created", _now())
@@ -334,8 +337,38 @@ def _read_document(path: Path, kind: str, parse: Any) -> dict[str, Any]:
     return data
 
 
+_RESTORE_CONFIG = (
+    "restore it from a copy, or, if this run was made with the config you are giving now, "
+    "delete it and run the same command again (it is written anew)"
+)
+
+
+def _refuse_damaged_config(path: Path, stored: dict[str, Any]) -> None:
+    """A stored config that is no valid config (cut short, edited by hand) is called damaged,
+    not "another config": the way on is to restore it, or to let the run store it again."""
+    from pydantic import ValidationError
+
+    from mafine.schema import describe_validation_error
+
+    try:
+        Config.model_validate(stored)
+    except ValidationError as exc:
+        raise MafineError(
+            f"{path} is damaged or from another mafine version "
+            f"({describe_validation_error(exc)}); {_RESTORE_CONFIG}"
+        ) from None
+    missing = [key for key in Config.model_fields if key not in stored]
+    if missing:
+        raise MafineError(f"{path} is damaged (no {', '.join(missing[:4])}); {_RESTORE_CONFIG}")
+
+
 def _refuse_foreign_directory(root: Path) -> None:
     """A run directory is new, empty, or a mafine run: never someone else's files."""
+    if not root.exists() and (link := dangling_link(root)):
+        raise MafineError(
+            f"run directory {root}: {link}; create the link's target directory, or set run_dir "
+            "to another path"
+        )
     if root.exists() and not root.is_dir():
         raise MafineError(f"run directory {root} is a file; set run_dir to a directory")
     if not root.is_dir() or (root / CONFIG_FILE).exists() or _locked_by_mafine(root):

@@ -7,17 +7,19 @@ grid key, in its own run directory
     e.g. runs/smoke/sweep/agents.count=2,seed=0
 
 (keys in the order given, `seed` last, each value as the config resolved it, so `1` and `1.0`
-of a float key name one point; characters other than letters, digits and `.=,_+-` become `_`).
-Two points that resolve to one config are refused. A point whose run directory already holds a
-finished run of the same config is skipped; others run (or resume) exactly as `mafine run`
-would. Then one comparison of all points is written to `<run_dir of CONFIG>/sweep/comparison.md`
-(another grid over the same base gets `comparison-2.md`, ...: see `comparison_file`).
-`--dry-run` prints, for each point, the `mafine run ... --set ...` line that does the same
-thing by hand (e.g. in a bash loop).
+of a float key name one point; characters other than letters, digits and `.=,_+-` become `_`;
+a name past 200 characters is cut and ends in `+` and a digest of the whole name). Two points
+that resolve to one config are refused. A point whose run directory already holds a finished
+run of the same config is skipped; others run (or resume) exactly as `mafine run` would. Then
+one comparison of all points is written to `<run_dir of CONFIG>/sweep/comparison.md` (another
+grid over the same base gets `comparison-2.md`, ...: see `comparison_file`). `--dry-run`
+prints, for each point, the `mafine run ... --set ...` line that does the same thing by hand
+(e.g. in a bash loop).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -36,6 +38,7 @@ from mafine.ui import console
 
 SWEEP_DIR = "sweep"
 _UNSAFE = re.compile(r"[^A-Za-z0-9.=,_+\-]")
+_MAX_NAME = 200  # characters of a point's folder name (file systems take 255 bytes, some fewer)
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,12 @@ def point_name(assignments: Sequence[tuple[str, str]]) -> str:
     """The run directory name of a grid point: `key=value,key=value` (filesystem-safe)."""
     if not assignments:
         return "default"
-    return ",".join(f"{key}={_UNSAFE.sub('_', value)}" for key, value in assignments)
+    name = ",".join(f"{key}={_UNSAFE.sub('_', value)}" for key, value in assignments)
+    if len(name) <= _MAX_NAME:
+        return name
+    # past what a file system takes for one name: a readable start and the whole name's digest
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"{name[: _MAX_NAME - len(digest) - 1]}+{digest}"
 
 
 def plan(

@@ -16,6 +16,7 @@ from mafine.analysis import stats
 from mafine.analysis.diversity import Diversity
 from mafine.errors import MafineError
 from mafine.methods import METHODS, tuned
+from mafine.readable import dangling_link, require_file
 from mafine.schema import describe_validation_error
 
 METRICS_FILE = "metrics.json"
@@ -129,11 +130,16 @@ def load_metrics(path: Path) -> MetricsDocument:
     if path.is_dir():
         path = path / METRICS_FILE
     if not path.is_file():
+        if path.exists() or dangling_link(path):  # a device, a broken link: say which
+            require_file(path, "metrics document")
         raise MafineError(f"no metrics document at {path}: has `mafine evaluate` run there?")
     try:
         raw = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise MafineError(f"{path} is not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MafineError(
+            f"{path} is not valid JSON, so no metrics document; give a run directory or its "
+            "metrics.json"
+        ) from None
     if isinstance(raw, dict) and "methods" not in raw and "baselines" in raw:
         raise MafineError(
             f"{path} is an older metrics file (no per-problem methods): run "

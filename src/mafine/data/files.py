@@ -1,17 +1,18 @@
-"""Problems from a local JSONL, JSON, CSV or parquet file, read through `datasets`.
+"""Problems from a local JSONL, JSON, CSV or parquet file.
 
-`datasets.load_dataset(<format>, data_files=<path>, split="train")` reads the file, as the hub
-loaders do, with a throw-away cache directory and `keep_in_memory=True` so that nothing is
-written to the user's Hugging Face cache, and with progress bars and info logging silenced
-for the duration of the call (their previous settings are restored). Local files never make
-`datasets` touch the network.
+CSV and parquet are read through `datasets`, as the hub loaders are:
+`datasets.load_dataset(<format>, data_files=<path>, split="train")`, with a throw-away cache
+directory and `keep_in_memory=True` so that nothing is written to the user's Hugging Face
+cache, and with progress bars and info logging silenced for the duration of the call (their
+previous settings are restored). Local files never make `datasets` touch the network.
 
-Before that, the file is checked here so that errors name the file and, for JSON lines, the
-line (`datasets` reports neither). Values are coerced to `str` and stripped; values stored as
-Python bytes reprs (`"b'What is 2 + 3?\\n'"`, the format of DeepMind's hub copy) or as raw
-bytes are decoded. CSV cells are read as exact strings ("007", "NA" and "" are not converted),
-and JSON numbers in the question/answer/id columns keep their JSON spelling (5 stays "5" even
-next to 2.5, where type inference would make it 5.0).
+JSON and JSON lines are parsed here (with `json`), so errors name the file and, for JSON lines,
+the line, and a number keeps the text it was written as (`0.1`, `1e5`, `1.10` and
+`12345678901234567890` stay exactly that; type inference would print 1e5 as 100000.0). A value
+that is no text and no number (a list, a mapping, true/false) is refused naming file and line:
+its Python repr would become a gold answer. Values are stripped; values stored as Python bytes
+reprs (`"b'What is 2 + 3?\\n'"`, the format of DeepMind's hub copy) or as raw bytes are decoded.
+CSV cells are read as exact strings ("007", "NA" and "" are not converted).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mafine.data.registry import Record
 from mafine.errors import MafineError
 from mafine.jsonl import parse_objects
+from mafine.readable import require_file
 from mafine.seeds import split_rng
 
 if TYPE_CHECKING:
@@ -62,27 +65,29 @@ def iter_file(source: FileSource) -> Iterator[tuple[str | None, str, str]]:
     if source.id_field is not None:
         fields["id_field"] = source.id_field
     fmt = _check_file(path)
-    features: dict[str, str] | None = None
     lines: list[int] | None = None
     if fmt == "json":
-        records, lines = _read_json(path)
-        _check_columns(path, fields, _union_keys(records))
-        features = _json_features(records, set(fields.values()))
+        table, lines = _read_json(path)
+        _check_columns(path, fields, _union_keys(table))
     elif fmt == "csv":
         header = _csv_header(path)
         _check_columns(path, fields, header)
-        features = dict.fromkeys(header, "string")  # exact cells: "007" stays "007"
+        table = _load(path, fmt, dict.fromkeys(header, "string"))  # exact cells: "007"
     else:
         _check_columns(path, fields, _parquet_columns(path))
-    dataset = _load(path, fmt, features)
-    if len(dataset) == 0:
+        table = _load(path, fmt, None)
+    if len(table) == 0:
         raise MafineError(f"{path}: the file has no rows")
     wanted = list(dict.fromkeys(fields.values()))
     rows = []
     first_seen: dict[str, str] = {}
-    for index, row in enumerate(dataset.select_columns(wanted)):
+    rows_read = table if fmt == "json" else table.select_columns(wanted)
+    for index, row in enumerate(rows_read):
         where = f"line {lines[index]}" if lines is not None else f"row {index + 1}"
-        values = {key: decode_value(row[name]) for key, name in fields.items()}
+        values = {
+            key: decode_value(row.get(name), f"{path}, {where}: {name!r} ({key})")
+            for key, name in fields.items()
+        }
         for key, value in values.items():
             if not value:
                 raise MafineError(f"{path}, {where}: empty {fields[key]!r} ({key})")
@@ -98,12 +103,27 @@ def iter_file(source: FileSource) -> Iterator[tuple[str | None, str, str]]:
     return iter(rows)
 
 
-def decode_value(value: Any) -> str:
-    """A cell as stripped text; bytes and Python bytes reprs ("b'...'") decoded as UTF-8."""
+_NOT_TEXT = {bool: "a yes/no (true/false)", list: "a list", tuple: "a list", dict: "a mapping"}
+
+
+class _NumberText(str):
+    """A JSON number, kept as the text it was written as."""
+
+
+def decode_value(value: Any, where: str = "value") -> str:
+    """A cell as stripped text: text as it is, a number as written (JSON) or as printed,
+    bytes and Python bytes reprs ("b'...'") decoded as UTF-8. Anything else (a yes/no, a list,
+    a mapping) is refused, naming `where`: its repr is no question or answer."""
     if value is None:
         return ""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace").strip()
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        kind = _NOT_TEXT.get(type(value), f"a {type(value).__name__}")
+        raise MafineError(
+            f"{where} is {kind}, not text or a number; write it as text (in quotes) or fix the "
+            "column"
+        )
     text = str(value).strip()
     if _BYTES_REPR.fullmatch(text):
         try:
@@ -116,10 +136,7 @@ def decode_value(value: Any) -> str:
 
 
 def _check_file(path: Path) -> str:
-    if not path.exists():
-        raise MafineError(f"data file not found: {path}")
-    if not path.is_file():
-        raise MafineError(f"data file is not a file: {path}")
+    require_file(path, "data file")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise MafineError(
@@ -148,7 +165,7 @@ def _read_json(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
     text = _read_text(path)
     if path.suffix.lower() == ".json":
         try:
-            document = json.loads(text)
+            document = _loads(text)
         except json.JSONDecodeError:
             document = None  # not one JSON document: JSON lines, checked below
         if isinstance(document, list):
@@ -166,7 +183,7 @@ def _read_json(path: Path) -> tuple[list[dict[str, Any]], list[int] | None]:
                 f"got one {type(document).__name__}"
             )
     records, lines = [], []
-    for number, record in parse_objects(text.splitlines(), path):
+    for number, record in parse_objects(text.splitlines(), path, _loads):
         records.append(record)
         lines.append(number)
     return records, lines
@@ -176,37 +193,28 @@ def _union_keys(records: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(key for record in records for key in record))
 
 
-def _json_features(records: list[dict[str, Any]], text_columns: set[str]) -> dict[str, str] | None:
-    """Explicit features when a text column holds JSON numbers, so they stay as written.
+def _loads(text: str) -> Any:
+    """JSON whose numbers keep their text (`_NumberText`); NaN and Infinity are no JSON, and a
+    key given twice in one object is refused (`json` would keep the last silently)."""
 
-    Without them, type inference turns a column of 5 and 2.5 into floats ("5.0"). Returns None
-    (plain inference) when no text column holds numbers or a column has no simple type.
-    """
-    kinds: dict[str, set[type]] = {}
-    for record in records:
-        for key, value in record.items():
-            kinds.setdefault(key, set())
-            if value is not None:
-                kinds[key].add(type(value))
-    numbers = {int, float}
-    if not any(kinds.get(c, set()) & numbers for c in text_columns):
-        return None
-    features = {}
-    for column, types in kinds.items():
-        if column in text_columns and types <= numbers | {str}:
-            if str in types and types & numbers:
-                return None  # mixed strings and numbers: leave it to datasets
-            dtype = "string"
-        elif types <= {str} or not types:
-            dtype = "string"
-        elif types == {bool}:
-            dtype = "bool"
-        elif types <= numbers:
-            dtype = "float64" if float in types else "int64"
-        else:
-            return None
-        features[column] = dtype
-    return features
+    def refuse(constant: str) -> Any:
+        raise json.JSONDecodeError(f"{constant} is not JSON", text, 0)
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise json.JSONDecodeError(f"key {key!r} is given twice", text, 0)
+            found[key] = value
+        return found
+
+    return json.loads(
+        text,
+        parse_float=_NumberText,
+        parse_int=_NumberText,
+        parse_constant=refuse,
+        object_pairs_hook=unique,
+    )
 
 
 def _csv_header(path: Path) -> list[str]:

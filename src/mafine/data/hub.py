@@ -139,7 +139,9 @@ def parse_deepmind(source: HubSource, name: str, parts: list[HubPart]) -> Parsed
 
     def parse(index: int) -> Record:
         row = part.table[index]
-        question, answer = decode_value(row["question"]), decode_value(row["answer"])
+        where = f"{name}: {part.origin}, row {index + 1}"
+        question = decode_value(row["question"], f"{where}: 'question'")
+        answer = decode_value(row["answer"], f"{where}: 'answer'")
         require_values(name, part, index, question=question, answer=answer)
         return f"{prefix}/{index}", question, answer
 
@@ -152,8 +154,9 @@ def parse_gsm8k(source: HubSource, name: str, parts: list[HubPart]) -> Parsed:
         require_columns(name, part, ["question", "answer"])
         columns = part.table.select_columns(["question", "answer"])
         for index, row in enumerate(columns):
-            question = decode_value(row["question"])
-            answer = gsm8k_answer(decode_value(row["answer"]))
+            where = f"{name}: {part.origin}, row {index + 1}"
+            question = decode_value(row["question"], f"{where}: 'question'")
+            answer = gsm8k_answer(decode_value(row["answer"], f"{where}: 'answer'"))
             if answer is None:
                 raise MafineError(
                     f"{name}: {part.origin}, row {index + 1}: the answer has no '####' line"
@@ -201,11 +204,13 @@ def parse_math(source: HubSource, name: str, parts: list[HubPart]) -> Parsed:
                 continue
             if source.levels and parse_level(row["level"]) not in levels:
                 continue
-            question = decode_value(row["problem"])
+            where = f"{name}: {part.origin}, {subject or ''} row {index + 1}"
+            question = decode_value(row["problem"], f"{where}: 'problem'")
             if source.dataset == "math500":
-                answer = decode_value(row["answer"])
+                answer = decode_value(row["answer"], f"{where}: 'answer'")
             else:
-                answer = (extract_boxed(decode_value(row["solution"])) or "").strip()
+                solution = decode_value(row["solution"], f"{where}: 'solution'")
+                answer = (extract_boxed(solution) or "").strip()
                 if not answer:
                     unboxed += 1
                     continue

@@ -20,6 +20,7 @@ from mafine.registry import ERROR_HINTS, ErrorHint
 from mafine.schema import Strict, mutable_field, mutable_keys
 
 MAX_CONCURRENCY = 4096  # more requests in flight than any quota or machine serves
+GENAI_CLIENT_PROVIDERS = ("gemini", "fake")  # model names pass google-genai's t_model
 
 
 class ProviderConfig(Strict):
@@ -50,6 +51,22 @@ class ProviderConfig(Strict):
     def _registered(cls, name: str) -> str:
         PROVIDERS.get(name)
         return name
+
+    @model_validator(mode="after")
+    def _model_name(self) -> ProviderConfig:
+        """A model name a request could not carry fails only mid-run: refused at load."""
+        model = self.model
+        if model != model.strip() or any(ord(c) < 32 or ord(c) == 127 for c in model):
+            raise ValueError(
+                f"provider.model {model!r} has spaces around it or a control character; "
+                "write the name alone"
+            )
+        if self.name in GENAI_CLIENT_PROVIDERS and any(p in model for p in ("..", "?", "&", "#")):
+            raise ValueError(
+                f"provider.model {model!r}: a Gemini model name has no '..', '?', '&' or '#'; "
+                "give a model id such as gemini-3.1-flash-lite"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -23,7 +23,9 @@ class FakeSettings(Strict):
 
     error_rate: float = Field(0.25, ge=0.0, le=1.0)
     adopt_majority: float = Field(0.8, ge=0.0, le=1.0)
-    tuning_polls: int = Field(1, ge=0, description="polls before a fake tuning job finishes")
+    tuning_polls: int = mutable_field(
+        1, ge=0, description="polls before a fake tuning job finishes (paces the run only)"
+    )
     models: list[str] = Field(
         default_factory=lambda: [
             "gemini-3.1-flash-lite",
