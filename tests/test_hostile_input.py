@@ -126,13 +126,16 @@ def test_a_key_given_twice_is_refused(cli, tmp_path, text):
 
 
 def test_sweep_values_are_read_like_set_values(tmp_path):
+    from mafine.errors import MafineError
     from mafine.sweep import plan
 
     config = small_config(tmp_path)
-    seeds = [point.config.seed for point in plan(config, seeds="8,010,0x10,1e1")]
-    assert seeds == [8, 10, 16, 10]
-    temperatures = plan(config, ["sampling.temperature=.5,5e-1"])
-    assert [p.config.sampling.temperature for p in temperatures] == [0.5, 0.5]
+    seeds = [point.config.seed for point in plan(config, seeds="8,010,0x10")]
+    assert seeds == [8, 10, 16]
+    temperatures = plan(config, ["sampling.temperature=.5,25e-2"])
+    assert [p.config.sampling.temperature for p in temperatures] == [0.5, 0.25]
+    with pytest.raises(MafineError, match="same config"):  # 010 and 1e1 both read 10
+        plan(config, seeds="010,1e1")
 
 
 @pytest.mark.parametrize(

@@ -339,6 +339,6 @@ def test_a_mistyped_import_path_in_an_entry_is_one_line(cli, tmp_path, reference
 
     entry = ProviderEntry("typo", open=reference, capabilities=lambda config: Capabilities())
     with PROVIDERS.registered(entry):
-        result = cli("debate", write_config(tmp_path, provider={"name": "typo"}), "-i", "0")
+        result = cli("debate", write_config(tmp_path, provider={"name": "typo"}), "-i", "1")
     assert_one_line_error(result, f"{reference} (named by a registry entry)")
     assert fragment in result.output
