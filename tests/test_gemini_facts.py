@@ -213,3 +213,12 @@ def test_check_never_recommends_a_retired_model(cli, tmp_path):
 
 def test_fake_connection_defaults_to_a_location_that_serves_gemini_3():
     assert fake_connection("http://127.0.0.1:1").location == "global"
+
+
+def test_check_probes_the_thinking_setting_on_the_runs_tuned_models_too(cli, tmp_path):
+    config = write_config(tmp_path, finetune__poll_seconds=0.01)
+    assert cli("run", config).exit_code == 0
+    result = cli("check", config)
+    tuned = next(line for line in result.output.splitlines() if "thinking (tuned):" in line)
+    assert tuned.startswith("ok") and "/endpoints/" in tuned
+    assert "thinkingLevel=MINIMAL accepted" in tuned

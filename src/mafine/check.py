@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
@@ -95,7 +96,7 @@ def _on_gemini(config: Config, thinking_seen: list[int]) -> list[Outcome]:
 def _on_fake(
     config: Config, fake_factory: Callable[..., FakeGemini] | None, thinking_seen: list[int]
 ) -> list[Outcome]:
-    from mafine.providers import FAKE_TUNING_BUCKET
+    from mafine.providers import FAKE_STATE_DIR, FAKE_TUNING_BUCKET
     from mafine.providers.fake_gemini import FakeGemini
     from mafine.providers.gemini import GeminiProvider
 
@@ -104,7 +105,10 @@ def _on_fake(
         update={"tuning_bucket": settings.tuning_bucket or FAKE_TUNING_BUCKET}
     )
     provider_config = config.provider.model_copy(update={"gemini": gemini})
-    with (fake_factory or FakeGemini)(config.provider.fake) as fake:
+    # An existing run's fake state (its tuned models), as `mafine run` would see it.
+    state = Path(config.run_dir) / FAKE_STATE_DIR if config.run_dir is not None else None
+    state = state if state is not None and state.is_dir() else None
+    with (fake_factory or FakeGemini)(config.provider.fake, state_dir=state) as fake:
         provider = GeminiProvider(provider_config, _fake_connection(fake.url, settings))
         return asyncio.run(_run(provider, config, thinking_seen, paced_by_tier=False))
 
@@ -141,6 +145,9 @@ async def _checks(
     if not all(outcome.ok for outcome in outcomes):
         return outcomes  # nothing else can pass without them
     outcomes.append(await _thinking(provider, model, thinking_seen))
+    tuned = _tuned_models(config)
+    if tuned:  # tuned models think as their base is told to: prove they accept it too
+        outcomes.append(await _thinking(provider, tuned[0], [], name="thinking (tuned)"))
     outcomes.extend(_tuning(provider, model, config.finetune.adapter_size))
     outcomes.append(await _rate(provider, config, paced_by_tier))
     return outcomes
@@ -168,7 +175,32 @@ async def _credentials_and_model(provider: GeminiProvider, model: str) -> list[O
     ]
 
 
-async def _thinking(provider: GeminiProvider, model: str, thinking_seen: list[int]) -> Outcome:
+def _tuned_models(config: Config) -> list[str]:
+    """The serving names of the tuned models the run directory already holds, from its newest
+    iteration that has any (empty before the first tuning)."""
+    from mafine.artifacts import ModelRecord
+    from mafine.jsonl import read_rows
+    from mafine.rundir import iteration_label
+
+    if config.run_dir is None:
+        return []
+    for iteration in range(config.iterations, 0, -1):
+        path = Path(config.run_dir) / iteration_label(iteration) / "models.jsonl"
+        if not path.is_file():
+            continue
+        served = [
+            record.serving_model
+            for record in read_rows(path, ModelRecord)
+            if record.state == "succeeded" and record.serving_model
+        ]
+        if served:
+            return served
+    return []
+
+
+async def _thinking(
+    provider: GeminiProvider, model: str, thinking_seen: list[int], name: str = "thinking"
+) -> Outcome:
     from mafine.providers.gemini import generation
 
     request = _probe_request(model)
@@ -178,14 +210,14 @@ async def _thinking(provider: GeminiProvider, model: str, thinking_seen: list[in
         else "none (the model's default)"
     )
     try:
-        response = await provider.client.aio.models.generate_content(
+        response = await provider.client_for(model).aio.models.generate_content(
             model=model,
             contents=provider.contents(request),
             config=provider.generation_config(request),
         )
     except Exception as exc:
         return Outcome(
-            "thinking",
+            name,
             False,
             f"{_as_error(provider, exc, model)} (sent {sent}); set "
             "provider.gemini.thinking_level / thinking_budget to a value the model accepts "
@@ -199,12 +231,13 @@ async def _thinking(provider: GeminiProvider, model: str, thinking_seen: list[in
     )
     if completion.finish_reason == "MAX_TOKENS" and not completion.text.strip():
         return Outcome(
-            "thinking",
+            name,
             False,
-            f"thinking used all {PROBE_TOKENS} tokens of a one-word answer and left no text; "
-            "lower provider.gemini.thinking_level / thinking_budget (lowest is the default)",
+            f"{model}: thinking used all {PROBE_TOKENS} tokens of a one-word answer and left "
+            "no text; lower provider.gemini.thinking_level / thinking_budget (lowest is the "
+            "default)",
         )
-    return Outcome("thinking", True, detail)
+    return Outcome(name, True, detail if name == "thinking" else f"{model}: {detail}")
 
 
 def _tuning(provider: GeminiProvider, model: str, adapter_size: int) -> list[Outcome]:

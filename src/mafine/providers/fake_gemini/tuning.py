@@ -127,6 +127,7 @@ class Tuning:
             and size is not None
             and _ADAPTER_NUMBERS.get(size, 0) not in facts.adapter_sizes
         ):
+            # Vertex AI refuses an unsupported size at creation (its wording not seen: ours).
             raise FakeError(400, f"Adapter size {size} is not supported for {base}.")
         memory, error, examples, dropped = self._read_training(uri)
         with self._lock:
