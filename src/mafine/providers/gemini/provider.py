@@ -181,10 +181,10 @@ class GeminiProvider(VertexTuning, ProviderBase):
         warning = self.finishes.add(completion)
         if warning:
             self._notice("max_tokens", f"gemini: {warning}")
-        self._check_version(request.model, completion.model_version)
+        self.note_model_version(request.model, completion.model_version)
         return completion
 
-    def _check_version(self, requested: str, version: str | None) -> None:
+    def note_model_version(self, requested: str, version: str | None) -> None:
         """Warn once per (model, version) when the service answered with another model than
         the one asked for (the Gemini API routes retired names to newer models and bills at
         their price: docs/gemini.md, "Retired models"). Tuned endpoints are not compared."""
