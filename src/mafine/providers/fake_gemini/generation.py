@@ -298,8 +298,10 @@ def path_is_api_key(path: str) -> bool:
 
 
 def served_by(model: str, api_key: bool) -> str:
-    """The `modelVersion` a response names: the Gemini API answers `gemini-3.5-flash` with
-    3.6 Flash (models.TABLE, `api_served_by`); otherwise the model asked for."""
+    """The `modelVersion` a response names (GenerateContentResponse.modelVersion,
+    https://ai.google.dev/api/generate-content#generatecontentresponse): the Gemini API answers
+    `gemini-3.5-flash` with 3.6 Flash (models.TABLE `api_served_by`; the 3.5 Flash guide links
+    the Gemini API's gemini-3.6-flash page, checked 2026-12-06); otherwise the model asked for."""
     facts = models.facts_of(model)
     if api_key and facts is not None and facts.api_served_by:
         return facts.api_served_by
