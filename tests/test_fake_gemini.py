@@ -49,13 +49,14 @@ def api_client(fake: FakeGemini, key: str = "test-key") -> genai.Client:
     return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=fake.url))
 
 
-def vertex_client(fake: FakeGemini) -> genai.Client:
+def vertex_client(fake: FakeGemini, location: str = FAKE_LOCATION) -> genai.Client:
+    """A Vertex AI client; base models are served from global (the fake serves regionally)."""
     import google.oauth2.credentials
 
     return genai.Client(
         vertexai=True,
         project=FAKE_PROJECT,
-        location=FAKE_LOCATION,
+        location=location,
         credentials=google.oauth2.credentials.Credentials(token="fake-token"),
         http_options=types.HttpOptions(base_url=fake.url),
     )
@@ -166,7 +167,7 @@ def test_api_key_generate(fake):
 
 
 def test_vertex_generate_sync_and_async(fake):
-    client = vertex_client(fake)
+    client = vertex_client(fake, "global")
     config = types.GenerateContentConfig(
         system_instruction="You are a careful mathematician.", seed=4
     )
@@ -530,7 +531,7 @@ def critic_conversation(own: str, others: list[str]) -> list[types.Content]:
 @pytest.mark.parametrize(("adopt", "expected"), [(1.0, "7"), (0.0, "6")])
 def test_critic_adoption(adopt, expected):
     with FakeGemini(settings(adopt_majority=adopt, error_rate=0.0)) as running:
-        client = vertex_client(running)
+        client = vertex_client(running, "global")
         for seed in range(5):
             response = client.models.generate_content(
                 model=MODEL,

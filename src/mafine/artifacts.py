@@ -52,6 +52,9 @@ class Completion(Row):
     text: str
     finish_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    # The model that answered, as the service names it (Gemini's `modelVersion`); None where
+    # the provider does not say.
+    model_version: str | None = None
 
 
 class JournalEntry(Row):

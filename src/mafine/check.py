@@ -10,9 +10,11 @@ with the fewest and cheapest real calls, before a long run spends money. The cal
    credentials and a location that serves the model (credentials, model).
 2. one generateContent of a few tokens with the configured thinking setting (thinking).
 3. for tuning (Vertex AI): a one-byte object written under `tuning_bucket` (always the same
-   name, so nothing piles up); countTokens on the base model at the tuning location and one
-   page of tuning jobs there (tuning). No tuning job is created: only a real job proves a
-   model tunable, and that costs money.
+   name, so nothing piles up; Vertex AI reads the training file as its own service agent,
+   which the line names); whether Google lists the base model as tunable
+   (`providers.gemini.models.TABLE`, dated) and one page of tuning jobs at the tuning location
+   (tuning). A base model's serving locations say nothing about tuning: tuning runs in a
+   region whatever they are. No tuning job is created: that costs money.
 4. when the configured rate is above the lowest tier's (`LOWEST_TIER_RPM`), a burst of
    `BURST` tiny requests at once: a key on a lower tier answers 429 (rate).
 
@@ -25,13 +27,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
 from mafine.guard import run_async
 from mafine.providers.base import CheckOutcome
+from mafine.providers.gemini import models
 from mafine.providers.gemini.errors import credential_hint
-from mafine.providers.gemini.models import MULTI_REGIONS
 from mafine.providers.limits import TIER_LIMITS, classify, resolve_limits
 
 if TYPE_CHECKING:
@@ -121,7 +124,7 @@ def _on_gemini(config: Config, thinking_seen: list[int]) -> list[Outcome]:
 def _on_fake(
     config: Config, fake_factory: Callable[..., FakeGemini] | None, thinking_seen: list[int]
 ) -> list[Outcome]:
-    from mafine.providers import FAKE_TUNING_BUCKET
+    from mafine.providers import FAKE_STATE_DIR, FAKE_TUNING_BUCKET
     from mafine.providers.fake_gemini import FakeGemini
     from mafine.providers.gemini import GeminiProvider
 
@@ -130,7 +133,10 @@ def _on_fake(
         update={"tuning_bucket": settings.tuning_bucket or FAKE_TUNING_BUCKET}
     )
     provider_config = config.provider.model_copy(update={"gemini": gemini})
-    with (fake_factory or FakeGemini)(config.provider.fake) as fake:
+    # An existing run's fake state (its tuned models), as `mafine run` would see it.
+    state = Path(config.run_dir) / FAKE_STATE_DIR if config.run_dir is not None else None
+    state = state if state is not None and state.is_dir() else None
+    with (fake_factory or FakeGemini)(config.provider.fake, state_dir=state) as fake:
         provider = GeminiProvider(provider_config, _fake_connection(fake.url, settings))
         return run_async(lambda: _run(provider, config, thinking_seen, paced_by_tier=False))
 
@@ -167,7 +173,10 @@ async def _checks(
     if not all(outcome.ok for outcome in outcomes):
         return outcomes  # nothing else can pass without them
     outcomes.append(await _thinking(provider, model, thinking_seen))
-    outcomes.extend(_tuning(provider, model))
+    tuned = _tuned_models(config)
+    if tuned:  # tuned models think as their base is told to: prove they accept it too
+        outcomes.append(await _thinking(provider, tuned[0], [], name="thinking (tuned)"))
+    outcomes.extend(_tuning(provider, model, config.finetune.adapter_size))
     outcomes.append(await _rate(provider, config, paced_by_tier))
     return outcomes
 
@@ -194,7 +203,32 @@ async def _credentials_and_model(provider: GeminiProvider, model: str) -> list[O
     ]
 
 
-async def _thinking(provider: GeminiProvider, model: str, thinking_seen: list[int]) -> Outcome:
+def _tuned_models(config: Config) -> list[str]:
+    """The serving names of the tuned models the run directory already holds, from its newest
+    iteration that has any (empty before the first tuning)."""
+    from mafine.artifacts import ModelRecord
+    from mafine.jsonl import read_rows
+    from mafine.rundir import iteration_label
+
+    if config.run_dir is None:
+        return []
+    for iteration in range(config.iterations, 0, -1):
+        path = Path(config.run_dir) / iteration_label(iteration) / "models.jsonl"
+        if not path.is_file():
+            continue
+        served = [
+            record.serving_model
+            for record in read_rows(path, ModelRecord)
+            if record.state == "succeeded" and record.serving_model
+        ]
+        if served:
+            return served
+    return []
+
+
+async def _thinking(
+    provider: GeminiProvider, model: str, thinking_seen: list[int], name: str = "thinking"
+) -> Outcome:
     from mafine.providers.gemini import generation
 
     request = _probe_request(model)
@@ -204,14 +238,14 @@ async def _thinking(provider: GeminiProvider, model: str, thinking_seen: list[in
         else "none (the model's default)"
     )
     try:
-        response = await provider.client.aio.models.generate_content(
+        response = await provider.client_for(model).aio.models.generate_content(
             model=model,
             contents=provider.contents(request),
             config=provider.generation_config(request),
         )
     except Exception as exc:
         return Outcome(
-            "thinking",
+            name,
             False,
             f"{_as_error(provider, exc, model)} (sent {sent}); set "
             "provider.gemini.thinking_level / thinking_budget to a value the model accepts "
@@ -225,15 +259,16 @@ async def _thinking(provider: GeminiProvider, model: str, thinking_seen: list[in
     )
     if completion.finish_reason == "MAX_TOKENS" and not completion.text.strip():
         return Outcome(
-            "thinking",
+            name,
             False,
-            f"thinking used all {PROBE_TOKENS} tokens of a one-word answer and left no text; "
-            "lower provider.gemini.thinking_level / thinking_budget (lowest is the default)",
+            f"{model}: thinking used all {PROBE_TOKENS} tokens of a one-word answer and left "
+            "no text; lower provider.gemini.thinking_level / thinking_budget (lowest is the "
+            "default)",
         )
-    return Outcome("thinking", True, detail)
+    return Outcome(name, True, detail if name == "thinking" else f"{model}: {detail}")
 
 
-def _tuning(provider: GeminiProvider, model: str) -> list[Outcome]:
+def _tuning(provider: GeminiProvider, model: str, adapter_size: int) -> list[Outcome]:
     from mafine.providers.gemini.settings import TUNING_ROUTES
     from mafine.providers.gemini.tuning import join_gcs
 
@@ -250,7 +285,16 @@ def _tuning(provider: GeminiProvider, model: str) -> list[Outcome]:
         try:
             blob = provider.storage_client().bucket(bucket_name).blob(object_name)
             blob.upload_from_string(b"\n", content_type="text/plain")
-            outcomes.append(Outcome("bucket", True, f"gs://{bucket_name}/{object_name} written"))
+            outcomes.append(
+                Outcome(
+                    "bucket",
+                    True,
+                    f"gs://{bucket_name}/{object_name} written with your credentials; Vertex "
+                    "AI reads the training file as its service agent "
+                    "(service-PROJECT_NUMBER@gcp-sa-aiplatform.iam.gserviceaccount.com), which "
+                    "needs roles/storage.objectViewer on a bucket of another project",
+                )
+            )
         except MafineError as exc:
             outcomes.append(Outcome("bucket", False, str(exc)))
         except Exception as exc:
@@ -264,41 +308,59 @@ def _tuning(provider: GeminiProvider, model: str) -> list[Outcome]:
                     "provider.gemini.tuning_bucket",
                 )
             )
-    outcomes.append(_tunable(provider, model))
+    outcomes.append(_tunable(provider, model, adapter_size))
     return outcomes
 
 
-def _tunable(provider: GeminiProvider, model: str) -> Outcome:
+def _tunable(provider: GeminiProvider, model: str, adapter_size: int) -> Outcome:
     location = provider.connection.tuning_location
-    if location in MULTI_REGIONS:
+    if location in models.MULTI_REGIONS:
         return Outcome(
             "tuning",
             False,
             f"Vertex AI does not tune in {location}; set provider.gemini.tuning_location to a "
             "region such as us-central1",
         )
+    tunable = ", ".join(
+        name for name, facts in models.TABLE.items() if facts.tunable and not facts.vertex_retired
+    )
+    facts = models.facts_of(model)
+    if facts is not None and facts.retired_on_vertex():
+        return Outcome(
+            "tuning",
+            False,
+            f"{model} was retired on Vertex AI on {facts.vertex_retired}, its tuning and tuned "
+            f"models with it; tune one of {tunable} (models.TABLE, {models.TABLE_AS_OF})",
+        )
+    if facts is not None and not facts.tunable:
+        return Outcome(
+            "tuning",
+            False,
+            f"Vertex AI does not list {model} among the models it tunes (as of "
+            f"{models.TABLE_AS_OF}); tune one of {tunable}",
+        )
+    if facts is not None and adapter_size not in facts.adapter_sizes:
+        sizes = ", ".join(str(size) for size in facts.adapter_sizes)
+        return Outcome(
+            "tuning",
+            False,
+            f"{model} tunes with adapter sizes {sizes}; set finetune.adapter_size to one",
+        )
     client = provider.client_for_location(location)
-    try:
-        client.models.count_tokens(model=model, contents=PROBE)
-    except Exception as exc:
-        if _status(exc) == 404:
-            return Outcome(
-                "tuning",
-                False,
-                f"{model} is not served in {location}, so it cannot be tuned there; set "
-                "provider.gemini.tuning_location to a region that serves it, or tune a model "
-                "that regions serve (Gemini 2.5)",
-            )
-        return Outcome("tuning", False, str(_as_error(provider, exc, model)))
     try:
         provider.control_call(lambda: client.tunings.list(config={"page_size": 1}), model)
     except MafineError as exc:
         return Outcome("tuning", False, f"{exc} (listing tuning jobs in {location})")
+    listed = (
+        f"Google lists {model} as tunable (as of {models.TABLE_AS_OF})"
+        if facts is not None
+        else f"{model} is not in mafine's table of tunable models (as of "
+        f"{models.TABLE_AS_OF}): only a real job shows whether Vertex AI tunes it"
+    )
     return Outcome(
         "tuning",
         True,
-        f"{model} is served in {location} and its tuning API answers (no job is created: "
-        "only a real job proves the model tunable)",
+        f"{listed}, and the tuning API in {location} answers (no job is created)",
     )
 
 

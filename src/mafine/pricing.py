@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from mafine.artifacts import Usage
 
-PRICES_AS_OF = "2026-10-07"
+PRICES_AS_OF = "2026-12-06"
 PRICES_SOURCE = (
     "https://ai.google.dev/gemini-api/docs/pricing (paid tier, prompts up to 200k tokens, as "
-    "read on 2026-10-07) and https://cloud.google.com/vertex-ai/generative-ai/pricing (tuning)"
+    "transcribed on 2026-10-07 in api-evangelist/deepmind plans/deepmind-plans-pricing.yml and "
+    "checked 2026-12-06) and https://cloud.google.com/vertex-ai/generative-ai/pricing (tuning)"
 )
 BATCH_DISCOUNT = 0.5  # batch jobs cost half the standard price, on both backends
 
@@ -28,22 +30,29 @@ class Price:
     input: float
     output: float
     tuning: float | None = None  # Vertex AI supervised tuning, per 1M training tokens
+    until: date | None = None  # the last day this row applies (a promotional price)
 
 
 # USD per 1M tokens, standard (not batch) paid tier, text, prompts up to 200k tokens, by exact
-# model name: a model not listed here is priced "unknown", never as a similar name (a
-# `-lite` or `-preview` model costs what its own row says, not what its prefix's row says).
-PRICES: dict[str, Price] = {
-    # Promotional through 2026-12-31; from 2027-01-01 it is 1.50 input, 7.50 output.
-    "gemini-3.8-flash": Price(0.75, 3.75),
-    "gemini-3.5-flash": Price(1.50, 9.00),
-    "gemini-3.5-flash-lite": Price(0.30, 2.50),
-    "gemini-3.1-pro-preview": Price(2.00, 12.00),
-    "gemini-3.1-flash-lite": Price(0.25, 1.50),
-    "gemini-3-flash": Price(0.50, 3.00),
-    "gemini-2.5-pro": Price(1.25, 10.00, tuning=25.00),
-    "gemini-2.5-flash": Price(0.30, 2.50, tuning=5.00),
-    "gemini-2.5-flash-lite": Price(0.10, 0.40, tuning=1.50),
+# model name, each model's rows oldest first (a row with `until` gives way to the next one the
+# day after): a model not listed here is priced "unknown", never as a similar name (a `-lite`
+# or `-preview` model costs what its own row says, not what its prefix's row says).
+# Not listed, for want of a Google price page (checked 2026-12-06): gemini-3.6-flash and
+# gemini-3.7-flash (cost "unknown", never a guess), and tuning prices of Gemini 3 models
+# (Vertex AI's pricing page read lists tuning prices for 2.5 only, now retired).
+# Gemini API: `gemini-3.5-flash` is answered by 3.6 Flash (models.TABLE) and 2.5 names by 3.x
+# models billed at their own prices; the run prints the answering model (modelVersion).
+PRICES: dict[str, tuple[Price, ...]] = {
+    # Promotional "through December 31, 2026"; "$1.50 / $7.50 starting January 1, 2027".
+    "gemini-3.8-flash": (Price(0.75, 3.75, until=date(2026, 12, 31)), Price(1.50, 7.50)),
+    "gemini-3.5-flash": (Price(1.50, 9.00),),
+    "gemini-3.5-flash-lite": (Price(0.30, 2.50),),
+    "gemini-3.1-pro-preview": (Price(2.00, 12.00),),
+    "gemini-3.1-flash-lite": (Price(0.25, 1.50),),
+    "gemini-3-flash": (Price(0.50, 3.00),),
+    "gemini-2.5-pro": (Price(1.25, 10.00, tuning=25.00),),
+    "gemini-2.5-flash": (Price(0.30, 2.50, tuning=5.00),),
+    "gemini-2.5-flash-lite": (Price(0.10, 0.40, tuning=1.50),),
 }
 
 # Resource prefixes of the same model: `models/X` (Gemini API), `publishers/google/models/X`
@@ -51,9 +60,14 @@ PRICES: dict[str, Price] = {
 _PREFIXES = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/google/)?(?:models/)?")
 
 
-def price_of(model: str) -> Price | None:
-    """The price of a model by its exact name (resource prefixes allowed), or None."""
-    return PRICES.get(_PREFIXES.sub("", model.strip()))
+def price_of(model: str, on: date | None = None) -> Price | None:
+    """The price of a model on a day (today by default) by its exact name (resource prefixes
+    allowed), or None."""
+    rows = PRICES.get(_PREFIXES.sub("", model.strip()))
+    if not rows:
+        return None
+    day = on or date.today()
+    return next((row for row in rows if row.until is None or day <= row.until), rows[-1])
 
 
 def cost(usage: Usage, model: str, batch: bool = False) -> float | None:

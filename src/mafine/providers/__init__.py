@@ -98,7 +98,10 @@ async def open_fake(
     # The fake's jobs, tuned models and objects outlive the process, as Gemini's do.
     fake_state = state_dir / FAKE_STATE_DIR if state_dir is not None else None
     with FakeGemini(config.fake, state_dir=fake_state) as fake:
-        connection = fake_connection(fake.url)
+        # The configured locations, so the fake's regional serving answers as Vertex would.
+        connection = fake_connection(
+            fake.url, config.gemini.location, config.gemini.tuning_location
+        )
         provider = _batched(
             GeminiProvider(
                 config.model_copy(update={"gemini": gemini}), connection, pace_by_tier=False
@@ -111,9 +114,12 @@ async def open_fake(
             await provider.aclose()
 
 
-def fake_connection(url: str) -> Connection:
-    """How the gemini provider reaches a fake Gemini at `url`: Vertex AI paths, a static
-    token, and the same server for Cloud Storage."""
+def fake_connection(
+    url: str, location: str = "global", tuning_location: str | None = None
+) -> Connection:
+    """How the gemini provider reaches a fake Gemini at `url`: Vertex AI paths at the given
+    locations (base models: `global` serves every Gemini 3 model; tuning: the fake's region),
+    a static token, and the same server for Cloud Storage."""
     from google.oauth2.credentials import Credentials
 
     from mafine.providers.fake_gemini import FAKE_LOCATION, FAKE_PROJECT
@@ -122,7 +128,8 @@ def fake_connection(url: str) -> Connection:
     return Connection(
         vertex=True,
         project=FAKE_PROJECT,
-        location=FAKE_LOCATION,
+        location=location,
+        tuning_location=tuning_location or FAKE_LOCATION,
         base_url=url,
         credentials=Credentials(token="fake-token"),
         storage_endpoint=url,

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 from mafine.providers.fake_gemini import behaviour, routing
 from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.settings import FakeSettings
+from mafine.providers.gemini import models
 from mafine.seeds import fake_response_rng
 
 
@@ -34,15 +35,17 @@ class Tuning(Protocol):
 
 
 _METHOD = r":(?P<method>generateContent|streamGenerateContent)"
-# Gemini 3 and later are served on Vertex AI from `global` and the `us`/`eu` multi-regions,
-# not from single regions (https://cloud.google.com/vertex-ai/generative-ai/docs/learn/locations;
-# a regional call answers 404: google-gemini/gemini-cli#14262, pollinations/pollinations#6148).
-_MULTI_REGIONS = frozenset({"global", "us", "eu"})
 _FAMILY = re.compile(r"gemini-(?P<major>\d+)(?:\.\d+)?-(?P<size>pro|flash-lite|flash)")
 # Thinking tokens the fake spends (https://ai.google.dev/gemini-api/docs/thinking: Gemini 3
 # thinks at `high` unless told otherwise, 2.5 dynamically unless given a budget).
 _THOUGHTS_BY_LEVEL = {"MINIMAL": 0, "LOW": 40, "MEDIUM": 90, "HIGH": 180}
 _DYNAMIC_THOUGHTS = 180
+# Levels of a Gemini 3 model the table does not list, by its size (the table's kin).
+_LEVELS_BY_SIZE = {
+    "flash-lite": ("minimal", "low", "medium", "high"),
+    "flash": ("low", "medium", "high"),
+    "pro": ("low", "high"),
+}
 
 
 class Generation:
@@ -157,17 +160,14 @@ class Generation:
         return base_model(self._settings(), model, "generateContent")
 
     def vertex_model(self, project: str, location: str, model: str) -> str:
-        """A served base model on Vertex AI, or Vertex's 404 for it: an unknown model, or a
-        Gemini 3 model asked for in a single region (when `settings.regional_serving`)."""
+        """A served base model on Vertex AI, or Vertex's 404 for it: an unknown or retired
+        model, or (with `settings.regional_serving`, the default) a model asked for in a
+        location Google does not list for it (`models.TABLE`: 3.1 Flash-Lite is served from
+        global/us/eu only, https://docs.cloud.google.com/vertex-ai/generative-ai/docs/models/gemini/3-1-flash-lite,
+        checked 2026-12-06; a regional call answers 404: google-gemini/gemini-cli#14262)."""
         name = model.split("/")[-1]
         settings = self._settings()
-        family = _FAMILY.search(name)
-        misplaced = (
-            settings.regional_serving
-            and family is not None
-            and int(family.group("major")) >= 3
-            and location not in _MULTI_REGIONS
-        )
+        misplaced = settings.regional_serving and not models.served_in(name, location)
         if name not in settings.models or misplaced:
             # The text of Vertex AI's 404 (google-gemini/gemini-cli#14262).
             raise FakeError(
@@ -236,7 +236,7 @@ class Generation:
         return {
             "candidates": [{"content": content, "finishReason": finish, "index": 0}],
             "usageMetadata": usage,
-            "modelVersion": base,
+            "modelVersion": served_by(base, api_key=path_is_api_key(path)),
         }
 
 
@@ -263,8 +263,17 @@ def thinking_tokens(model: str, body: dict[str, Any]) -> int:
         level = str(level).upper()
         if major < 3:  # "thinking_level with a model earlier than Gemini 3 ... an error"
             raise FakeError(400, "thinking_level is not supported by this model.")
-        if size == "pro" and level in ("MINIMAL", "MEDIUM"):  # Pro: low or high only
-            raise FakeError(400, f"Thinking level {level} is not supported for this model.")
+        facts = models.facts_of(model)
+        accepted = facts.levels if facts is not None else _LEVELS_BY_SIZE[size]
+        if level.lower() not in accepted:
+            # Gemini 3.6-3.8 Flash refuse MINIMAL, Pro MINIMAL and MEDIUM, in these words
+            # (vercel/ai#18986; https://ai.google.dev/gemini-api/docs/thinking#thinking-levels,
+            # checked 2026-12-06; models.TABLE holds each model's levels).
+            raise FakeError(
+                400,
+                f"Thinking level {level} is not supported for this model. Please retry with "
+                "other thinking level.",
+            )
         return _THOUGHTS_BY_LEVEL.get(level, _DYNAMIC_THOUGHTS)
     if budget is not None:
         budget = int(budget)
@@ -283,11 +292,35 @@ def _without_thinking(body: dict[str, Any]) -> str:
     return json.dumps(trimmed, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+def path_is_api_key(path: str) -> bool:
+    """Whether a request came by the Gemini API (API-key) route rather than Vertex AI."""
+    return "/projects/" not in path
+
+
+def served_by(model: str, api_key: bool) -> str:
+    """The `modelVersion` a response names (GenerateContentResponse.modelVersion,
+    https://ai.google.dev/api/generate-content#generatecontentresponse): the Gemini API answers
+    `gemini-3.5-flash` with 3.6 Flash (models.TABLE `api_served_by`; the 3.5 Flash guide links
+    the Gemini API's gemini-3.6-flash page, checked 2026-12-06); otherwise the model asked for."""
+    facts = models.facts_of(model)
+    if api_key and facts is not None and facts.api_served_by:
+        return facts.api_served_by
+    return model
+
+
 def base_model(settings: FakeSettings, model: str, purpose: str) -> str:
-    """The served base model's short name, or the Gemini API's 404 of a retired or unknown
-    model, in its words (openclaw/openclaw#14036, 10up/classifai#926)."""
+    """The served base model's short name, or the Gemini API's 404 for it in its words: a
+    model closed to new users (Gemini 2.5: thedotmack/claude-mem#3278, kestra-io/docs#5168,
+    checked 2026-12-06), or one it does not know (openclaw/openclaw#14036, 10up/classifai#926)."""
     name = model.split("/")[-1]
     if name not in settings.models:
+        facts = models.facts_of(name)
+        if facts is not None and facts.api_closed_to_new_users:
+            raise FakeError(
+                404,
+                f"This model models/{name} is no longer available to new users. Please update "
+                "your code to use a newer model for the latest features and improvements.",
+            )
         raise FakeError(
             404,
             f"models/{name} is not found for API version v1beta, or is not supported "

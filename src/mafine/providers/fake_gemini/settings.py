@@ -26,11 +26,26 @@ class FakeSettings(Strict):
     tuning_polls: int = mutable_field(
         1, ge=0, description="polls before a fake tuning job finishes (paces the run only)"
     )
+    tuning_queued_polls: int = mutable_field(
+        0,
+        ge=0,
+        description="polls a tuning job first answers JOB_STATE_QUEUED (waiting for quota; paces "
+        "the run only)",
+    )
+    max_example_tokens: int = Field(
+        131_072,
+        ge=1,
+        description="longest training example (words); longer ones are dropped and counted in "
+        "the job's tuningDataStats, as Vertex AI does",
+    )
     models: list[str] = Field(
         default_factory=lambda: [
             "gemini-3.1-flash-lite",
             "gemini-3.5-flash-lite",
             "gemini-3.5-flash",
+            "gemini-3.6-flash",
+            "gemini-3.7-flash",
+            "gemini-3.8-flash",
         ],
         description="base models the fake serves; others answer 404 like a retired model",
     )
@@ -38,9 +53,9 @@ class FakeSettings(Strict):
         None, description="the only API key generation accepts (400 API_KEY_INVALID); None: any"
     )
     regional_serving: bool = Field(
-        False,
-        description="serve Gemini 3 base models on Vertex only from global/us/eu, as Vertex "
-        "does (a single region answers 404)",
+        True,
+        description="serve each base model on Vertex only from the locations Google lists "
+        "for it (mafine.providers.gemini.models.TABLE), as Vertex does: elsewhere 404",
     )
     batch_polls: int = mutable_field(1, ge=0, description="polls before a fake batch job finishes")
     batch_incomplete_rate: float = Field(

@@ -20,7 +20,11 @@ from mafine.providers.fake_gemini.generation import base_model
 from mafine.providers.fake_gemini.routing import FakeError, Reply, Request, Route, route
 from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.fake_gemini.state import Collection
+from mafine.providers.gemini import models
 
+# The REST enum of the adapter sizes google-genai sends (AdapterSize).
+_ADAPTER_NUMBERS = {"ADAPTER_SIZE_ONE": 1, "ADAPTER_SIZE_TWO": 2, "ADAPTER_SIZE_FOUR": 4,
+                    "ADAPTER_SIZE_EIGHT": 8, "ADAPTER_SIZE_SIXTEEN": 16}  # fmt: skip
 TUNED_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/(?:models|endpoints)/(\d+)")
 
 _JOBS = rf"{routing.VERTEX}/tuningJobs"
@@ -49,6 +53,8 @@ class TuningJob:
     pre_tuned: str | None
     polls: int = 0
     state: str = "JOB_STATE_PENDING"
+    examples: int = 0  # in the training file
+    dropped: list[int] = dataclasses.field(default_factory=list)  # 1-based, over-long
 
     def tuned(self) -> TunedModel | None:
         """The model a succeeded job made (numbered like the job)."""
@@ -114,7 +120,16 @@ class Tuning:
             if not isinstance(named, str) or not named:
                 raise FakeError(400, "baseModel or preTunedModel is required")
             base = base_model(self._settings(), named, "tuning")
-        memory, error = self._read_training(uri)
+        facts = models.facts_of(base)
+        size = (spec.get("hyperParameters") or {}).get("adapterSize")
+        if (
+            facts is not None
+            and size is not None
+            and _ADAPTER_NUMBERS.get(size, 0) not in facts.adapter_sizes
+        ):
+            # Vertex AI refuses an unsupported size at creation (its wording not seen: ours).
+            raise FakeError(400, f"Adapter size {size} is not supported for {base}.")
+        memory, error, examples, dropped = self._read_training(uri)
         with self._lock:
             number = self._next_job
             self._next_job += 1
@@ -128,6 +143,8 @@ class Tuning:
                 memory=None if memory is None else {**parent_memory, **memory},
                 error=error,
                 pre_tuned=str(pre) if pre else None,
+                examples=examples,
+                dropped=dropped,
             )
             self.jobs[number] = job
             self._save(job)
@@ -137,10 +154,16 @@ class Tuning:
         routing.require_auth(request)
         with self._lock:
             job = self._job(id)
-            if job.state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
-                if job.error is not None:
+            if job.state in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+                if job.polls < self._settings().tuning_queued_polls:
+                    # Waiting for tuning quota: JOB_STATE_QUEUED (google-genai JobState).
+                    job.polls += 1
+                    job.state = "JOB_STATE_QUEUED"
+                elif job.error is not None:
                     job.state = "JOB_STATE_FAILED"
-                elif job.polls < self._settings().tuning_polls:
+                elif (
+                    job.polls < self._settings().tuning_polls + self._settings().tuning_queued_polls
+                ):
                     job.polls += 1
                     job.state = "JOB_STATE_RUNNING"
                 else:
@@ -155,7 +178,7 @@ class Tuning:
         routing.require_auth(request)
         with self._lock:
             job = self._job(id)
-            if job.state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+            if job.state in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
                 job.state = "JOB_STATE_CANCELLED"
                 self._save(job)
             return Reply.json(200, {})
@@ -186,12 +209,18 @@ class Tuning:
     def _save(self, job: TuningJob) -> None:
         self._state.put(str(job.number), dataclasses.asdict(job))
 
-    def _read_training(self, uri: str) -> tuple[dict[str, str] | None, str | None]:
-        """(memory of the training conversations, None) or (None, why the job fails)."""
+    def _read_training(self, uri: str) -> tuple[dict[str, str] | None, str | None, int, list[int]]:
+        """(memory of the kept training conversations, None, examples, dropped line numbers)
+        or (None, why the job fails, 0, []). An example over `MAX_EXAMPLE_TOKENS` (words, as
+        the fake counts tokens) is dropped and counted, not failed, as Vertex AI does
+        (tuningDataStats.supervisedTuningDataStats.totalTruncatedExampleCount; checked
+        2026-12-06 at https://googleapis.github.io/js-genai/release_docs/interfaces/types.SupervisedTuningDataStats.html)."""
         stored = self._read_object(uri)
         if stored is None:
-            return None, f"training dataset {uri} not found"
+            return None, f"training dataset {uri} not found", 0, []
         memory: dict[str, str] = {}
+        examples, dropped = 0, []
+        limit = self._settings().max_example_tokens
         for number, line in enumerate(stored.decode("utf-8", "replace").splitlines(), 1):
             if not line.strip():
                 continue
@@ -199,13 +228,17 @@ class Tuning:
                 row = json.loads(line)
                 turns = behaviour.conversation(row)
             except (ValueError, AttributeError):
-                return None, f"{uri} line {number}: not a JSON object"
+                return None, f"{uri} line {number}: not a JSON object", 0, []
             if len(turns) < 2 or turns[-1][0] != "model":
-                return None, f"{uri} line {number}: contents must end with a model turn"
+                return None, f"{uri} line {number}: contents must end with a model turn", 0, []
+            examples += 1
+            if sum(len(text.split()) for _, text in turns) > limit:
+                dropped.append(examples)
+                continue
             memory[behaviour.memory_key(turns[:-1])] = turns[-1][1]
         if not memory:
-            return None, f"training dataset {uri} has no examples"
-        return memory, None
+            return None, f"training dataset {uri} has no examples", examples, dropped
+        return memory, None, examples, dropped
 
 
 def _resource(job: TuningJob, request_body: dict | None = None) -> dict[str, Any]:
@@ -222,6 +255,18 @@ def _resource(job: TuningJob, request_body: dict | None = None) -> dict[str, Any
         resource["baseModel"] = job.base_model
     if request_body and "supervisedTuningSpec" in request_body:
         resource["supervisedTuningSpec"] = request_body["supervisedTuningSpec"]
+    if job.state not in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING") and job.examples:
+        resource["tuningDataStats"] = {
+            "supervisedTuningDataStats": {
+                "tuningDatasetExampleCount": str(job.examples),
+                "totalTruncatedExampleCount": str(len(job.dropped)),
+                "truncatedExampleIndices": [str(i) for i in job.dropped[:100]],
+                "droppedExampleReasons": [
+                    f"The example has more than {models.MAX_EXAMPLE_TOKENS} tokens."
+                ]
+                * min(len(job.dropped), 100),
+            }
+        }
     if job.state == "JOB_STATE_SUCCEEDED":
         resource["tunedModel"] = {
             "model": f"{parent}/models/{job.number}",

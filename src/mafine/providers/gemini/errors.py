@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 from mafine.errors import MafineError, QuotaExhausted
+from mafine.providers.gemini import models
 from mafine.providers.gemini.connection import Connection
-from mafine.providers.gemini.models import family, location_in_name
+from mafine.providers.gemini.models import location_in_name
 from mafine.providers.gemini.settings import GeminiSettings
 from mafine.providers.limits import classify
 
@@ -31,31 +32,43 @@ def redact(text: str, connection: Connection) -> str:
 BAD_CREDENTIALS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "ACCESS_TOKEN_EXPIRED"})
 
 
-def not_found(model: str, connection: Connection) -> MafineError:
-    """A 404 for a model, saying whether the model or the location is the problem."""
+def not_found(model: str, connection: Connection, google_says: str = "") -> MafineError:
+    """A 404 for a model, saying whether the model or the location is the problem, with
+    Google's own words (already scrubbed of the key) kept: they name a retirement and its
+    replacement ("This model models/gemini-2.5-flash is no longer available to new users",
+    thedotmack/claude-mem#3278) better than any guess of ours."""
+    said = f' Google says: "{google_says}"' if google_says else ""
     if not connection.vertex:
         return MafineError(
             f"model {model} is not available on the Gemini API (404 NOT_FOUND); set "
-            "provider.model to a current model (docs/gemini.md says how to list them)"
+            f"provider.model to a current model (docs/gemini.md, Models).{said}"
         )
     endpoint_location = location_in_name(model)
     if endpoint_location is not None:  # a tuned model, called in its own region
         return MafineError(
             f"tuned model {model} was not found in {endpoint_location} (404 NOT_FOUND): it "
-            "was deleted, or provider.gemini.project changed since it was tuned"
+            "was deleted, its base model retired (tuned models retire with it), or "
+            f"provider.gemini.project changed since it was tuned.{said}"
         )
-    known = family(model)
     location = connection.location
-    if known is not None and not known.served_in(location):
+    facts = models.facts_of(model)
+    if facts is not None and facts.retired_on_vertex():
+        return MafineError(
+            f"model {model} was retired on Vertex AI on {facts.vertex_retired} (404 "
+            "NOT_FOUND); set provider.model to a current model (docs/gemini.md, Models)."
+            f"{said}"
+        )
+    if not models.served_in(model, location):
         return MafineError(
             f"model {model} is not served in {location} (404 NOT_FOUND): the region is the "
-            f"problem, not the model; Gemini {known.major} runs on Vertex AI from global "
-            "(or the us/eu multi-regions): set provider.gemini.location=global"
+            "problem, not the model; Vertex AI serves it from global (or the us/eu "
+            f"multi-regions): set provider.gemini.location=global.{said}"
         )
     return MafineError(
         f"model {model} is not available in {location} (404 NOT_FOUND): the model is the "
-        f"problem ({location} serves its family); set provider.model to a current model, "
-        "or check that the project may use it (docs/gemini.md says how to list them)"
+        "problem, not the region; set provider.model to a current model, or check that the "
+        "project may use it (docs/gemini.md, Models)."
+        f"{said}"
     )
 
 
@@ -123,7 +136,7 @@ def user_error(
         if failure.kind == "rate_limit":
             return rate_limited(message, failure.quota, rate_limited_s, connection)
         if code == 404:
-            return not_found(model, connection)
+            return not_found(model, connection, message)
         if code == 401 or failure.reason in BAD_CREDENTIALS:
             return MafineError(
                 f"gemini refused the credentials ({code} {exc.status}"

@@ -8,7 +8,7 @@ from typing import Any
 
 from mafine.artifacts import Completion, Message, Usage
 from mafine.providers.base import GenerationRequest
-from mafine.providers.gemini.models import family
+from mafine.providers.gemini import models
 from mafine.providers.gemini.settings import GeminiSettings
 
 # Finish reasons of a response that carries no usable text: asked again (bounded).
@@ -32,23 +32,25 @@ def contents(request: GenerationRequest) -> list[Any]:
 
 
 def thinking(base_model: str, settings: GeminiSettings) -> dict[str, Any] | None:
-    """The REST `thinkingConfig` for a base model's family, or None to send none.
+    """The REST `thinkingConfig` for a base model, or None to send none.
 
     `base_model` is the configured base model, also for its tuned models, so base and tuned
-    models think alike. A model mafine does not know gets none (its own default)."""
-    known = family(base_model)
+    models think alike. `lowest` is the lowest level the model accepts (`models.TABLE`; a
+    Gemini 3 model the table does not list gets the safest level, low). A name that is no
+    Gemini model gets none (its own default)."""
+    known = models.family(base_model)
     if known is None:
         return None
     if known.thinking_control == "level":
         level = settings.thinking_level
         if level == "model_default":
             return None
-        chosen = known.lowest_level if level == "lowest" else level
-        return {"thinkingLevel": chosen.upper()}  # the REST enum, as google-genai sends it
+        chosen = models.lowest_level(base_model) if level == "lowest" else level
+        return {"thinkingLevel": str(chosen).upper()}  # the REST enum, as google-genai sends it
     budget = settings.thinking_budget
     if budget == "model_default":
         return None
-    return {"thinkingBudget": known.lowest_budget if budget == "lowest" else budget}
+    return {"thinkingBudget": models.lowest_budget(base_model) if budget == "lowest" else budget}
 
 
 def generation_config(request: GenerationRequest, thinking: dict[str, Any] | None = None) -> Any:
@@ -110,6 +112,7 @@ def is_blocked(completion: Completion) -> bool:
 def completion_from_response(response: Any) -> Completion:
     """A google-genai GenerateContentResponse as a Completion; never raises on odd ones."""
     usage = response.usage_metadata
+    version = getattr(response, "model_version", None) or None
     tokens = Usage(
         prompt_tokens=(usage.prompt_token_count or 0) if usage else 0,
         output_tokens=(usage.candidates_token_count or 0) if usage else 0,
@@ -119,12 +122,14 @@ def completion_from_response(response: Any) -> Completion:
     if not response.candidates:
         feedback = response.prompt_feedback
         reason = feedback.block_reason.name if feedback and feedback.block_reason else None
-        return Completion(text="", finish_reason=_blocked_reason(reason), usage=tokens)
+        return Completion(
+            text="", finish_reason=_blocked_reason(reason), usage=tokens, model_version=version
+        )
     candidate = response.candidates[0]
     parts = candidate.content.parts if candidate.content and candidate.content.parts else []
     text = "".join(part.text for part in parts if part.text and not part.thought)
     reason = candidate.finish_reason.name if candidate.finish_reason else None
-    return Completion(text=text, finish_reason=reason, usage=tokens)
+    return Completion(text=text, finish_reason=reason, usage=tokens, model_version=version)
 
 
 def completion_from_rest(payload: dict[str, Any]) -> Completion:
@@ -136,16 +141,22 @@ def completion_from_rest(payload: dict[str, Any]) -> Completion:
         thoughts_tokens=int(usage.get("thoughtsTokenCount") or 0),
         total_tokens=int(usage.get("totalTokenCount") or 0),
     )
+    version = payload.get("modelVersion")
+    version = str(version) if version else None
     candidates = payload.get("candidates") or []
     if not candidates:
         reason = (payload.get("promptFeedback") or {}).get("blockReason")
-        return Completion(text="", finish_reason=_blocked_reason(reason), usage=tokens)
+        return Completion(
+            text="", finish_reason=_blocked_reason(reason), usage=tokens, model_version=version
+        )
     candidate = candidates[0] or {}
     parts = (candidate.get("content") or {}).get("parts") or []
     text = "".join(
         str(p.get("text") or "") for p in parts if isinstance(p, dict) and not p.get("thought")
     )
-    return Completion(text=text, finish_reason=candidate.get("finishReason"), usage=tokens)
+    return Completion(
+        text=text, finish_reason=candidate.get("finishReason"), usage=tokens, model_version=version
+    )
 
 
 def _blocked_reason(reason: str | None) -> str:

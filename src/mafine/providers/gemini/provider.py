@@ -22,7 +22,7 @@ from typing import Any
 from mafine.artifacts import Completion
 from mafine.errors import MafineError, QuotaExhausted
 from mafine.providers.base import Capabilities, GenerationRequest, ProviderBase
-from mafine.providers.gemini import errors, generation
+from mafine.providers.gemini import errors, generation, models
 from mafine.providers.gemini.connection import Connection, make_client
 from mafine.providers.gemini.models import location_in_name
 from mafine.providers.gemini.options import ProviderOptions
@@ -98,6 +98,17 @@ class GeminiProvider(VertexTuning, ProviderBase):
         self._noticed: dict[str, float] = {}
         self._client = make_client(connection, config.timeout_s)
         self._clients = {connection.location: self._client}
+        self._versions_seen: set[tuple[str, str]] = set()
+        self._tuning_reported: set[tuple[str, str]] = set()
+        facts = models.facts_of(config.model)
+        if facts is not None and facts.ignores_sampling:
+            self._notice(
+                "ignored_sampling",
+                f"gemini: {config.model} ignores sampling.temperature and sampling.top_p "
+                "(Google's model page: custom values are ignored), so agents sample at the "
+                "model's own settings; pick another provider.model if the method's "
+                "temperature matters to you",
+            )
 
     @property
     def client(self) -> Any:
@@ -171,7 +182,26 @@ class GeminiProvider(VertexTuning, ProviderBase):
         warning = self.finishes.add(completion)
         if warning:
             self._notice("max_tokens", f"gemini: {warning}")
+        self.note_model_version(request.model, completion.model_version)
         return completion
+
+    def note_model_version(self, requested: str, version: str | None) -> None:
+        """Warn once per (model, version) when the service answered with another model than
+        the one asked for (the Gemini API routes retired names to newer models and bills at
+        their price: docs/gemini.md, "Retired models"). Tuned endpoints are not compared."""
+        if not version or models.family(requested) is None:
+            return
+        if models.same_model(requested, version) or (requested, version) in self._versions_seen:
+            return
+        self._versions_seen.add((requested, version))
+        from mafine.ui import console
+
+        console.print(
+            f"gemini: asked for {models.short_name(requested)}, answered by {version} "
+            "(the response's modelVersion, kept in the journal): Google serves this name "
+            "with another model, billed at that model's price; set provider.model to "
+            f"{version} to say so"
+        )
 
     def user_error(self, exc: Exception, model: str, tries: Tries | None = None) -> MafineError:
         """An exception as one line the user can act on; QuotaExhausted also stops the provider."""

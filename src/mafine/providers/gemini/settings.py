@@ -26,7 +26,8 @@ class GeminiSettings(Strict):
     project: str | None = None
     location: str = Field(
         "global",
-        description="Vertex AI location serving the base models (global serves Gemini 3 and 2.5)",
+        description="Vertex AI location serving the base models (global serves every Gemini 3 "
+        "model; most are not served from single regions)",
     )
     tuning_location: str = Field(
         "us-central1",
@@ -37,8 +38,8 @@ class GeminiSettings(Strict):
     # Thinking (docs/gemini.md): off or as low as the model allows, for base and tuned alike.
     thinking_level: Literal["lowest", "minimal", "low", "medium", "high", "model_default"] = Field(
         "lowest",
-        description="Gemini 3 and later; lowest: minimal (Flash, Flash-Lite) or low (Pro); "
-        "model_default sends none (the model thinks at high)",
+        description="Gemini 3 and later; lowest: the lowest level the model accepts (minimal "
+        "for Flash-Lite, low for 3.5-3.8 Flash and Pro); model_default sends none",
     )
     thinking_budget: Annotated[int, Field(ge=-1)] | Literal["lowest", "model_default"] = Field(
         "lowest",

@@ -13,12 +13,22 @@ from mafine.artifacts import Message, SFTExample
 from mafine.errors import MafineError
 from mafine.jsonl import read_rows
 from mafine.providers.base import TuningSpec, TuningStatus
+from mafine.providers.gemini import models
 from mafine.providers.gemini.generation import to_rest_contents
 from mafine.providers.gemini.settings import TUNING_ROUTES
 
 ADAPTER_SIZES = {1: "ADAPTER_SIZE_ONE", 2: "ADAPTER_SIZE_TWO", 4: "ADAPTER_SIZE_FOUR",
                  8: "ADAPTER_SIZE_EIGHT", 16: "ADAPTER_SIZE_SIXTEEN"}  # fmt: skip
 ENDED_BADLY = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+# States worth a line while a job is not yet running or not moving (google-genai JobState):
+# a job can wait in a queue for quota, or be paused, for hours.
+WAITING = {
+    "JOB_STATE_QUEUED": "queued (waiting for tuning quota or capacity)",
+    "JOB_STATE_PENDING": "pending (waiting for resources)",
+    "JOB_STATE_PAUSED": "paused",
+    "JOB_STATE_UPDATING": "updating",
+    "JOB_STATE_CANCELLING": "being cancelled",
+}
 
 
 class VertexTuning:
@@ -31,6 +41,7 @@ class VertexTuning:
     control_call: Callable[..., Any]
     _notice: Callable[[str, str], None]
     redact: Callable[[str], str]
+    _tuning_reported: set[tuple[str, str]]  # (job, state or "stats") already shown
 
     def start_tuning(self, spec: TuningSpec) -> str:
         """Submit a tuning job, or find the one a killed earlier attempt already submitted.
@@ -48,7 +59,17 @@ class VertexTuning:
             raise MafineError(
                 "tuning on Vertex AI needs provider.gemini.tuning_bucket (gs://bucket/prefix)"
             )
+        check_adapter_size(spec)
         vertex_file, digest = self._vertex_file(spec)
+        examples = len(vertex_file.read_text().splitlines())
+        if not examples:
+            raise MafineError(f"{spec.training_file} has no examples to tune on")
+        if examples < models.RECOMMENDED_TUNING_EXAMPLES:
+            self._notice(
+                "few_examples",
+                f"gemini: tuning on {examples} examples; Vertex AI recommends at least "
+                f"{models.RECOMMENDED_TUNING_EXAMPLES} (raise data.train_size)",
+            )
         display = tuning_display_name(spec, digest)
         try:
             existing = self._find_tuning_job(display)
@@ -132,6 +153,7 @@ class VertexTuning:
                 ),
             )
         state = job.state.name if job.state else "JOB_STATE_PENDING"
+        self._report_job(job_name, state, job)
         if state == "JOB_STATE_SUCCEEDED" and job.tuned_model:
             return TuningStatus(
                 state="succeeded",
@@ -142,6 +164,21 @@ class VertexTuning:
             error = job.error.message if job.error and job.error.message else state
             return TuningStatus(state="failed", error=self.redact(str(error)))
         return TuningStatus(state="running")
+
+    def _report_job(self, job_name: str, state: str, job: Any) -> None:
+        """One line per job and waiting state, and one for the examples Vertex AI dropped
+        (over-long ones are dropped, not failed: `tuningDataStats`, read once it appears)."""
+        from mafine.ui import console
+
+        reported = self._tuning_reported
+        short = job_name.rsplit("/", 1)[-1]
+        if state in WAITING and (job_name, state) not in reported:
+            reported.add((job_name, state))
+            console.print(f"gemini: tuning job {short} is {WAITING[state]}")
+        dropped = dropped_examples(job)
+        if dropped is not None and (job_name, "stats") not in reported:
+            reported.add((job_name, "stats"))
+            console.print(self.redact(f"gemini: tuning job {short}: {dropped}"))
 
     def _vertex_file(self, spec: TuningSpec) -> tuple[Any, str]:
         """The SFT file in Vertex's format, in the job's own directory (named alike wherever
@@ -188,6 +225,37 @@ def _unless_not_found(get: Callable[..., Any], name: str) -> Any:
         if exc.code == 404:
             return None
         raise
+
+
+def check_adapter_size(spec: TuningSpec) -> None:
+    """Refuse an adapter size the base model does not tune with, before anything is paid."""
+    facts = models.facts_of(spec.start_checkpoint)
+    if facts is not None and spec.adapter_size not in facts.adapter_sizes:
+        sizes = ", ".join(str(size) for size in facts.adapter_sizes)
+        raise MafineError(
+            f"{facts.name} tunes with adapter sizes {sizes}, not {spec.adapter_size}; set "
+            "finetune.adapter_size to one of them"
+        )
+
+
+def dropped_examples(job: Any) -> str | None:
+    """What a job's data statistics say about examples Vertex AI dropped, or None before the
+    statistics exist (SupervisedTuningDataStats: tuningDatasetExampleCount,
+    totalTruncatedExampleCount, droppedExampleReasons; https://googleapis.github.io/js-genai/release_docs/interfaces/types.SupervisedTuningDataStats.html,
+    checked 2026-12-06)."""
+    stats = job.tuning_data_stats.supervised_tuning_data_stats if job.tuning_data_stats else None
+    if stats is None or stats.tuning_dataset_example_count is None:
+        return None
+    total = int(stats.tuning_dataset_example_count)
+    dropped = int(stats.total_truncated_example_count or 0)
+    if not dropped:
+        return f"Vertex AI kept all {total} examples"
+    reasons = sorted(set(stats.dropped_example_reasons or []))
+    why = f" ({'; '.join(reasons)[:300]})" if reasons else ""
+    return (
+        f"Vertex AI dropped {dropped} of {total} examples{why}; the tuned model learned from "
+        f"the other {total - dropped}"
+    )
 
 
 def tuning_display_name(spec: TuningSpec, data_digest: str) -> str:
