@@ -28,8 +28,9 @@ PINNED = {
     *(
         f"provider.fake.{key}"
         for key in (
-            "tuning_polls", "tuning_queued_polls", "batch_polls", "latency_s", "fault_rate", "fault_kinds", "fault_seed",
-            "retry_delay_s", "hang_s", "daily_quota", "requests_per_minute",
+            "tuning_polls", "tuning_queued_polls", "batch_polls", "latency_s", "fault_rate",
+            "fault_kinds", "fault_seed", "retry_delay_s", "hang_s", "daily_quota",
+            "requests_per_minute",
         )
     ),
     *(
