@@ -269,9 +269,9 @@ def test_the_fake_refuses_an_inline_batch_over_20_mb_as_the_api_does():
 
 
 # ---- results out of order, failed rows, failed jobs, creation refused ---------------------
-def _question(n: int) -> GenerationRequest:
+def _question(n: int, model: str = "gemini-3.1-flash-lite") -> GenerationRequest:
     return GenerationRequest(
-        model="gemini-3.1-flash-lite",
+        model=model,
         messages=(Message(role="user", content=QUESTION.format(question=f"What is {n}+1?")),),
         sampling=Sampling(temperature=1.0, top_p=0.9, max_output_tokens=128),
         sample_index=0,
@@ -279,25 +279,35 @@ def _question(n: int) -> GenerationRequest:
     )
 
 
-def _ask_api_key(fake: FakeGemini, tmp_path: Path, count: int) -> list[str]:
+def _ask_api_key(
+    fake: FakeGemini, tmp_path: Path, count: int, model: str = "gemini-3.1-flash-lite"
+) -> list[str]:
     async def ask() -> list[str]:
         settings = GeminiSettings(
             tier="none", batch=True, retry_initial_s=0.01, retry_max_s=0.02, **FAST
         )
         inner = GeminiProvider(
-            ProviderConfig(name="gemini", gemini=settings),
+            ProviderConfig(name="gemini", model=model, gemini=settings),
             Connection(api_key=KEY, base_url=fake.url),
         )
         provider = BatchProvider(inner, tmp_path)
         try:
             completions = await asyncio.gather(
-                *map(provider.generate, map(_question, range(count)))
+                *(provider.generate(_question(n, model)) for n in range(count))
             )
             return [c.text for c in completions]
         finally:
             await provider.aclose()
 
     return asyncio.run(ask())
+
+
+def test_a_batch_answered_by_another_model_is_warned_about_once(tmp_path, capsys):
+    """The Gemini API serves gemini-3.5-flash with 3.6 Flash (docs/gemini.md, "Retired
+    models"): batch results carry the answering model as online answers do."""
+    with FakeGemini(FakeSettings()) as fake:
+        _ask_api_key(fake, tmp_path, 3, model="gemini-3.5-flash")
+    assert capsys.readouterr().out.count("answered by gemini-3.6-flash") == 1
 
 
 def test_inline_results_come_back_shuffled_and_each_lands_on_its_own_question(tmp_path):

@@ -255,6 +255,7 @@ class BatchProvider(ProviderBase):
                     self._stored.pop(key, None)
                     self._queue(_Pending(item.request, item.future, item.reasks + 1))
                 else:
+                    self.inner.note_model_version(item.request.model, result.model_version)
                     item.future.set_result(result)
             elif isinstance(result, RowError) and not result.retryable:
                 line = result.message
