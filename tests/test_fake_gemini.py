@@ -9,6 +9,7 @@ import json
 import random
 import subprocess
 import sys
+import signal
 import threading
 import urllib.error
 import urllib.request
@@ -428,11 +429,22 @@ def test_stats_and_fake_endpoints(tmp_path):
 
 def test_serve_forever_stops_on_keyboard_interrupt():
     """The server stops cleanly and the interrupt goes on (`mafine fake-gemini` exits 130)."""
-    fake = FakeGemini(settings())
-    timer = threading.Timer(0.3, _thread.interrupt_main)
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        fake.serve_forever()
+    fake = FakeGemini(settings()).start()  # serving before the interrupt can come
+    # interrupt_main does nothing while SIGINT is not Python's handler; a stop after 30 s
+    # turns a lost interrupt into a failure instead of a hang.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt, backstop = (
+        threading.Timer(0.3, _thread.interrupt_main),
+        threading.Timer(30, fake.stop),
+    )
+    interrupt.start()
+    backstop.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fake.serve_forever()
+    finally:
+        backstop.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert fake._server is None
     fake.start().stop()
 
