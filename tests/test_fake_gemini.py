@@ -7,9 +7,9 @@ import asyncio
 import importlib
 import json
 import random
+import signal
 import subprocess
 import sys
-import signal
 import threading
 import urllib.error
 import urllib.request
