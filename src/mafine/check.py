@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mafine.errors import MafineError
+from mafine.providers.base import CheckOutcome
 from mafine.providers.gemini.errors import credential_hint
 from mafine.providers.gemini.models import MULTI_REGIONS
 from mafine.providers.limits import TIER_LIMITS, classify, resolve_limits
+from mafine.registry import resolve
 
 if TYPE_CHECKING:
     from mafine.config import Config
@@ -42,16 +44,7 @@ PROBE_TOKENS = 64
 CHECK_OBJECT = ".mafine-check"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One check: passed, or failed with what to do about it."""
-
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+Outcome = CheckOutcome
 
 
 @dataclass
@@ -68,6 +61,9 @@ def check(config: Config, fake_factory: Callable[..., FakeGemini] | None = None)
     """Run every check that applies to the configured provider, and the run's estimate."""
     from mafine.estimate import Assumptions, estimate
 
+    entry = config.provider.entry
+    if entry.check is not None:
+        return Report(resolve(entry.check)(config), estimate(config))
     if config.provider.name == "local":
         outcomes = [Outcome("provider", True, "local: nothing remote to check")]
         return Report(outcomes, estimate(config))

@@ -81,6 +81,18 @@ class TuningStatus:
 
 
 @dataclass(frozen=True)
+class CheckOutcome:
+    """One preflight check of `mafine check`: passed, or failed with what to do about it."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a provider can do beyond generating text."""
 

@@ -27,6 +27,9 @@ class ProviderEntry:
     settings: type | None = None  # the model of its `provider.<name>` section, if it has one
     priced: bool = False  # tokens billed at the prices in mafine.pricing
     tuning_hint: str = ""  # what to do when these settings cannot tune (a run refused up front)
+    # "package.module:attribute" (or the callable) of `check(config) -> list[CheckOutcome]`,
+    # the provider's preflight for `mafine check`; None: nothing remote to check.
+    check: str | Callable[..., Any] | None = None
 
 
 PROVIDERS: Registry[ProviderEntry] = Registry("provider")

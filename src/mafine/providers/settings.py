@@ -16,6 +16,7 @@ from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.gemini.settings import TUNING_ROUTES, GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 from mafine.providers.registry import PROVIDERS, ProviderEntry
+from mafine.providers.vllm.settings import VllmSettings
 from mafine.schema import Strict, mutable_field
 
 MAX_CONCURRENCY = 4096  # more requests in flight than any quota or machine serves
@@ -128,5 +129,14 @@ PROVIDERS.register(
         "local",
         open="mafine.providers:open_local",
         capabilities=lambda config: Capabilities(tuning=True, scoring=True),
+    )
+)
+PROVIDERS.register(
+    ProviderEntry(
+        "vllm",
+        open="mafine.providers.vllm.opener:open_vllm",
+        capabilities=lambda config: Capabilities(tuning=True, scoring=True),
+        settings=VllmSettings,
+        check="mafine.providers.vllm.check:check",
     )
 )
