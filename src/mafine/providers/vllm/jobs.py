@@ -49,21 +49,27 @@ class Trainers:
         self.run_dir = run_dir
         self.queue: list[Path] = []
         self.running: dict[Path, subprocess.Popen] = {}
+        self.failed: set[Path] = set()
 
     def state(self, out: Path) -> str:
-        """running, done, or failed (with train.log's last line); launches queued jobs."""
+        """running, done, or failed (see train.log); launches queued jobs as slots free."""
+        self._reap()
         if (out / DONE_FILE).is_file():
             return "done"
-        process = self.running.get(out)
-        if process is not None and process.poll() is not None:
-            del self.running[out]
-            if not (out / DONE_FILE).is_file():
-                return "failed"
-            return "done"
-        if process is None and not _alive(out) and out not in self.queue:
-            self.queue.append(out)  # never launched by us, or died with an earlier mafine
+        if out in self.failed:
+            self.failed.discard(out)
+            return "failed"
+        if out not in self.running and out not in self.queue and not _alive(out):
+            self.queue.append(out)  # new, or its process died with an earlier mafine
         self._launch()
         return "running"
+
+    def _reap(self) -> None:
+        for out, process in list(self.running.items()):
+            if process.poll() is not None:
+                del self.running[out]
+                if not (out / DONE_FILE).is_file():
+                    self.failed.add(out)
 
     def _launch(self) -> None:
         while self.queue and len(self.running) < self.parallel:

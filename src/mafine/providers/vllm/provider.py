@@ -207,14 +207,15 @@ class VllmProvider(ProviderBase):
                     raise MafineError(f"vLLM /tokenize failed: {error_message(answer)}")
                 tokens.append(answer.json()["tokens"])
             prompt, reply = tokens
-            done = await server.sdk.completions.create(
-                model=name,
-                prompt=prompt + reply,
-                max_tokens=1,
-                echo=True,
-                logprobs=0,
-                temperature=0.0,
-            )
+            async with server.scoring:
+                done = await server.sdk.completions.create(
+                    model=name,
+                    prompt=prompt + reply,
+                    max_tokens=1,
+                    echo=True,
+                    logprobs=0,
+                    temperature=0.0,
+                )
             values = done.choices[0].logprobs.token_logprobs
             return [float(v) for v in values[len(prompt) : len(prompt) + len(reply)]]
 

