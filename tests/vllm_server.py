@@ -79,6 +79,8 @@ class Server:
             str(self.port),
             "--max-model-len",
             "2048",
+            "--dtype",
+            "float32",  # vLLM's CPU default is bfloat16: text and scores would differ
             *self.args,
         ]
         # 1 GiB of KV cache: vLLM's CPU default takes most of the machine's memory.
