@@ -70,7 +70,7 @@ def adapters_run(tmp_path_factory) -> Path:
 
 
 def vllm(server, run: Path, **settings) -> VllmProvider:
-    chosen = VllmSettings(base_url=server.url, weights=smollm2_folder(), **settings)
+    chosen = VllmSettings(**{"base_url": server.url, "weights": smollm2_folder(), **settings})
     return VllmProvider(SERVED, chosen, LORA, run_dir=run)
 
 
@@ -186,6 +186,28 @@ def test_a_concurrent_mix_of_zero_adapter_and_adapters_is_answered_right(
             await provider.aclose()
 
     assert asyncio.run(main()) == [reference[ask] for ask in asks]
+
+
+def test_requests_are_spread_over_several_base_urls_each_loading_its_adapters(
+    server, adapters_run, reference
+):
+    """Two base URLs (the same server by two names, as replicas would be): both get
+    requests, each loads the adapters it serves (the second load answers 'already loaded',
+    which counts as loaded), and every answer is right."""
+    other_name = server.url.replace("127.0.0.1", "localhost")
+    provider = vllm(server, adapters_run, base_url=[server.url, other_name])
+    asks = [(m, p) for m in MODELS for p in PROMPTS]
+
+    async def main():
+        try:
+            done = await asyncio.gather(*(provider.generate(request(m, p)) for m, p in asks))
+            return [c.text for c in done], [set(s.loaded) for s in provider.servers]
+        finally:
+            await provider.aclose()
+
+    texts, loaded = asyncio.run(main())
+    assert texts == [reference[ask] for ask in asks]
+    assert all(loaded) and loaded[0] | loaded[1] == {provider.served(m) for m in MODELS}
 
 
 @pytest.mark.xfail(
