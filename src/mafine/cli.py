@@ -513,6 +513,33 @@ def plugins(
     _guarded(body)
 
 
+@app.command()
+def serve(
+    config: ConfigArg,
+    set_: SetOption = None,
+    run: Annotated[bool, typer.Option("--run", help="Start the server instead.")] = False,
+) -> None:
+    """Print (or --run) the vLLM server command a vllm config needs (docs/vllm.md)."""
+
+    def body() -> None:
+        import os
+        import shlex
+
+        from mafine.errors import MafineError
+        from mafine.providers.vllm.serve import command, environment
+
+        loaded = _load(config, set_)
+        if loaded.provider.name != "vllm":
+            raise MafineError(f"{config}: provider.name is {loaded.provider.name}, not vllm")
+        argv, env = command(loaded), environment()
+        if not run:
+            print(" ".join([*(f"{k}={v}" for k, v in env.items()), *map(shlex.quote, argv)]))
+            return
+        os.execvpe(argv[0], argv, {**os.environ, **env})
+
+    _guarded(body)
+
+
 @app.command("fake-gemini")
 def fake_gemini(
     port: Annotated[

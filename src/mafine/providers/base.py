@@ -81,18 +81,8 @@ class TuningStatus:
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    """What a provider can do beyond generating text."""
-
-    tuning: bool = False  # start_tuning / poll_tuning train new models
-    scoring: bool = False  # score(): token log-probabilities (likelihood diversity)
-    embedding: bool = False  # embedding_client(): a google-genai client for embeddings
-    batch: bool = False  # requests go out as batch jobs (cheaper, hours of latency)
-
-
-@dataclass(frozen=True)
 class CheckOutcome:
-    """One check of `mafine check`: passed, or failed with what to do about it."""
+    """One preflight check of `mafine check`: passed, or failed with what to do about it."""
 
     name: str
     ok: bool
@@ -100,6 +90,16 @@ class CheckOutcome:
 
     def line(self) -> str:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do beyond generating text."""
+
+    tuning: bool = False  # start_tuning / poll_tuning train new models
+    scoring: bool = False  # score(): token log-probabilities (likelihood diversity)
+    embedding: bool = False  # embedding_client(): a google-genai client for embeddings
+    batch: bool = False  # requests go out as batch jobs (cheaper, hours of latency)
 
 
 class Provider(Protocol):

@@ -246,7 +246,8 @@ _DURATION = re.compile(r"^\s*([\d.]+)\s*s?\s*$")  # "17s"; a Retry-After header:
 # google-auth's TransportError a network failure while refreshing credentials.
 TRANSPORT_ERRORS = frozenset(
     {"TransportError", "TimeoutException", "TimeoutError", "ConnectionError", "ReadError",
-     "ClientConnectionError", "ClientPayloadError", "ServerTimeoutError"}
+     "ClientConnectionError", "ClientPayloadError", "ServerTimeoutError",
+     "APIConnectionError"}  # openai's (APITimeoutError is one)
 )  # fmt: skip
 # ... except a TLS certificate or configuration problem, which no retry fixes.
 NOT_TRANSIENT = frozenset({"ClientSSLError", "SSLError", "ClientConnectorCertificateError"})
@@ -274,7 +275,7 @@ def http_error(exc: BaseException) -> HttpError | None:
         return HttpError(int(exc.code), str(exc.message or ""), _error_details(exc.details))
     names = {cls.__name__ for cls in type(exc).__mro__}
     response = getattr(exc, "response", None)
-    if "HTTPStatusError" in names and response is not None:  # httpx
+    if names & {"HTTPStatusError", "APIStatusError"} and response is not None:  # httpx, openai
         try:
             body = response.json()
         except ValueError:

@@ -16,6 +16,7 @@ from mafine.providers.fake_gemini.settings import FakeSettings
 from mafine.providers.gemini.settings import TUNING_ROUTES, GeminiSettings
 from mafine.providers.local.settings import LocalSettings
 from mafine.providers.registry import PROVIDERS, ProviderEntry
+from mafine.providers.vllm.settings import VllmSettings
 from mafine.registry import ERROR_HINTS, ErrorHint
 from mafine.schema import Strict, mutable_field, mutable_keys
 
@@ -175,5 +176,16 @@ ERROR_HINTS.register(
         "google.auth.exceptions",
         "Google credentials: {error}; for Vertex AI run `gcloud auth application-default "
         "login` or set GOOGLE_APPLICATION_CREDENTIALS, and set provider.gemini.project",
+    )
+)
+PROVIDERS.register(
+    ProviderEntry(
+        "vllm",
+        description="an open model on vLLM servers, one LoRA adapter per agent model "
+        "(docs/vllm.md)",
+        open="mafine.providers.vllm.opener:open_vllm",
+        capabilities=lambda config: Capabilities(tuning=True, scoring=True),
+        settings=VllmSettings,
+        check="mafine.providers.vllm.check:check",
     )
 )
