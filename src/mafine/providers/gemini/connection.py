@@ -28,6 +28,9 @@ class Connection:
         return f"Connection(vertex={self.vertex}, project={self.project!r}, base_url=...)"
 
 
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"  # as google-genai asks
+
+
 def resolve_connection(config: ProviderOptions) -> Connection:
     """The connection for a `gemini` config, or a one-line error saying what is missing."""
     settings = config.gemini
@@ -44,6 +47,7 @@ def resolve_connection(config: ProviderOptions) -> Connection:
             location=settings.location,
             tuning_location=settings.tuning_location,
             base_url=settings.base_url,
+            credentials=_application_default_credentials(),
         )
     key = os.environ.get(settings.api_key_env, "").strip()
     if not key:
@@ -79,3 +83,20 @@ def make_client(connection: Connection, timeout_s: float, location: str | None =
             http_options=http_options,
         )
     return genai.Client(api_key=connection.api_key, http_options=http_options)
+
+
+def _application_default_credentials() -> Any:
+    """Vertex AI's credentials, found now (google-genai would look them up at the first
+    request), so a machine without them is refused before a stage starts or notes a request."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    except DefaultCredentialsError as exc:
+        raise MafineError(
+            f"Google credentials: {' '.join(str(exc).split())}; for Vertex AI run `gcloud auth "
+            "application-default login` (in Colab: google.colab.auth.authenticate_user()) or "
+            "set GOOGLE_APPLICATION_CREDENTIALS"
+        ) from None
+    return credentials
