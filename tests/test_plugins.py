@@ -254,6 +254,51 @@ def test_check_and_estimate_on_other_providers_say_nothing_about_gemini(
             assert word not in output.lower(), word
 
 
+@pytest.mark.parametrize("tuning", [False, True])
+def test_the_estimate_counts_what_the_run_sends_for_a_newcomers_methods(
+    cli: Callable, tmp_path, tuning
+) -> None:
+    """The newcomer's greedy methods run at another temperature, so they reuse no journaled
+    response; on a provider that cannot tune, the run and the estimate skip what tunes."""
+    from mafine.config import load_config
+    from mafine.estimate import estimate
+    from mafine.methods import METHODS, Method, Tunes
+
+    provider = ScriptedProvider(capabilities=Capabilities(tuning=tuning))
+    entry = ProviderEntry(
+        "newcomer",
+        open=closing(lambda config, seed, state_dir: provider),
+        capabilities=lambda config: Capabilities(tuning=tuning),
+    )
+    greedy = {"sampling": {"temperature": 0}}
+    base = Method("greedy_base", "Greedy base", greedy, tunes=Tunes.NOTHING)
+    tuned = Method("greedy_ft", "Multiagent FT, greedy", greedy)
+    compare = ["greedy_base", "greedy_ft", "self_consistency"]
+    with PROVIDERS.registered(entry), METHODS.registered(base), METHODS.registered(tuned):
+        path = write_config(
+            tmp_path,
+            provider={"name": "newcomer", "model": "m"},
+            evaluation={"compare": compare},
+            debate={"rounds": 1},
+            finetune={"poll_seconds": 0.01},
+        )
+        forecast = estimate(load_config(path))
+        estimated = cli("estimate", path)
+        result = cli("run", path)
+    assert result.exit_code == 0, result.output
+    assert forecast.total.requests == len(provider.requests) > 0
+    lines = {line.name: line.requests for line in forecast.lines}
+    # round 1 alone, as the baseline's first round, but greedy: none of its answers is reused
+    assert lines["greedy_base: eval, tunes nothing"] == lines["baseline (eval, once)"] > 0
+    if tuning:
+        assert forecast.tuning_jobs > 0 and not forecast.skipped
+    else:
+        assert forecast.tuning_jobs == 0 and forecast.skipped == ["greedy_ft"]
+        assert "tuning: none; provider newcomer cannot tune models here" in estimated.output
+        assert "(it skips greedy_ft)" in estimated.output
+    assert "estimate for newcomer: m (not billed per token)" in estimated.output
+
+
 def test_the_docs_table_of_builtins_is_generated_from_the_registries() -> None:
     text = ARCHITECTURE.read_text()
     expected = catalog.with_table(text, catalog.markdown(catalog.rows(builtin_only=True)))
