@@ -299,6 +299,46 @@ def test_the_estimate_counts_what_the_run_sends_for_a_newcomers_methods(
     assert "estimate for newcomer: m (not billed per token)" in estimated.output
 
 
+def _refused(status: int) -> Callable:
+    """A reply that fails as an HTTP client does: no connection (status 0), or `status`."""
+    try:  # google-genai 3.x depends on httpx2 (httpx's API), older ones on httpx
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - depends on the installed google-genai
+        import httpx
+    sent = httpx.Request("POST", "http://127.0.0.1:9/v1/chat")
+
+    def reply(request):
+        if not status:
+            raise httpx.ConnectError("All connection attempts failed", request=sent)
+        answer = httpx.Response(status, json={"error": {"message": "bad key"}}, request=sent)
+        raise httpx.HTTPStatusError(f"{status} Unauthorized", request=sent, response=answer)
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (0, "provider scripted: the service could not be reached (ConnectError: All connection"),
+        (401, "provider scripted: the service answered HTTP 401: bad key; check the API key"),
+    ],
+)
+def test_a_plugin_providers_http_errors_are_one_line_naming_it(
+    cli: Callable, tmp_path, status, expected
+) -> None:
+    """A newcomer's provider that lets its HTTP client's errors through (after `Retrier`
+    gave up) gets one line naming it, not an internal error."""
+    from tests.test_errors import assert_one_line_error
+
+    provider = ScriptedProvider(reply=_refused(status))
+    with PROVIDERS.registered(
+        ProviderEntry("scripted", closing(lambda *a: provider), lambda c: Capabilities())
+    ):
+        path = write_config(tmp_path, provider={"name": "scripted", "model": "m"})
+        line = assert_one_line_error(cli("run", path), expected)
+    assert "internal error" not in line and "rerun to resume" in line
+
+
 def test_the_docs_table_of_builtins_is_generated_from_the_registries() -> None:
     text = ARCHITECTURE.read_text()
     expected = catalog.with_table(text, catalog.markdown(catalog.rows(builtin_only=True)))
