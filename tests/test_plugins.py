@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import pytest
 import yaml
+from pydantic import field_validator
 
 from mafine import catalog
 from mafine.config import config_differences
@@ -231,6 +232,42 @@ def test_a_plugin_providers_mutable_keys_may_change_on_a_run(tmp_path) -> None:
     current = {"provider": {"name": "paced", "paced": {"delay_s": 5.0, "answer": "8"}}}
     with PROVIDERS.registered(entry):
         assert config_differences(stored, current) == ["provider.paced.answer"]
+
+
+class CheckedSettings(Strict):
+    delay_s: float = mutable_field(0.0, ge=0.0)
+    url_env: str = "PACED_BASE_URL"
+
+    @field_validator("url_env")
+    @classmethod
+    def _a_name(cls, value: str) -> str:
+        if not value.isupper():
+            raise ValueError("give the NAME of a variable, such as PACED_BASE_URL")
+        return value
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"bogus": 1}, "provider.paced.bogus: unknown key"),
+        ({"delay_s": -1}, "provider.paced.delay_s: Input should be greater than or equal to 0"),
+        ({"url_env": "http://x"}, "provider.paced.url_env: give the NAME of a variable"),
+    ],
+)
+def test_a_plugin_providers_settings_errors_name_their_section(
+    cli: Callable, tmp_path, section, expected
+) -> None:
+    from tests.test_errors import assert_one_line_error
+
+    entry = ProviderEntry(
+        "paced",
+        open=closing(lambda config, seed, state_dir: ScriptedProvider()),
+        capabilities=lambda config: Capabilities(),
+        settings=CheckedSettings,
+    )
+    with PROVIDERS.registered(entry):
+        path = write_config(tmp_path, provider={"name": "paced", "model": "m", "paced": section})
+        assert_one_line_error(cli("estimate", path), expected)
 
 
 @pytest.mark.parametrize("provider", ["local", "untuned"])

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 from mafine import secrets
 from mafine.providers.base import Capabilities
@@ -81,7 +82,12 @@ class ProviderConfig(Strict):
             entry = PROVIDERS.get(key) if key in PROVIDERS else None
             if entry is None or entry.settings is None:
                 raise ValueError(f"unknown key provider.{key}")
-            raw[key] = entry.settings.model_validate(value)
+            try:
+                raw[key] = entry.settings.model_validate(value)
+            except ValidationError as exc:  # its errors under provider.<key>, not provider
+                raise ValidationError.from_exception_data(
+                    exc.title, [_under(key, error) for error in exc.errors()]
+                ) from None
         return raw
 
     @model_validator(mode="after")
@@ -120,6 +126,18 @@ class ProviderConfig(Strict):
             return given
         settings = PROVIDERS.get(name).settings
         return settings() if settings is not None else None
+
+
+def _under(section: str, error: ErrorDetails) -> InitErrorDetails:
+    """A settings model's validation error, placed under its section's key."""
+    details: InitErrorDetails = {
+        "type": error["type"],
+        "loc": (section, *error["loc"]),
+        "input": error["input"],
+    }
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
 
 
 def registered_mutable_keys() -> tuple[str, ...]:
