@@ -324,6 +324,8 @@ def test_the_estimate_counts_what_the_run_sends_for_a_newcomers_methods(
         result = cli("run", path)
     assert result.exit_code == 0, result.output
     assert forecast.total.requests == len(provider.requests) > 0
+    for name in ("greedy_base", "self_consistency"):  # whose eval debate each line is
+        assert f" {name}: eval " in result.output
     lines = {line.name: line.requests for line in forecast.lines}
     # round 1 alone, as the baseline's first round, but greedy: none of its answers is reused
     assert lines["greedy_base: eval, tunes nothing"] == lines["baseline (eval, once)"] > 0
