@@ -234,6 +234,24 @@ def test_a_plugin_providers_mutable_keys_may_change_on_a_run(tmp_path) -> None:
         assert config_differences(stored, current) == ["provider.paced.answer"]
 
 
+def test_a_plugin_providers_section_is_stored_with_its_defaults(cli: Callable, tmp_path) -> None:
+    """A run whose config leaves `provider.paced` out resumes when the section is given with
+    the same (default) values, as a builtin provider's run does."""
+    entry = ProviderEntry(
+        "paced",
+        open=closing(lambda config, seed, state_dir: ScriptedProvider()),
+        capabilities=lambda config: Capabilities(),
+        settings=PacedSettings,
+    )
+    with PROVIDERS.registered(entry):
+        path = write_config(tmp_path, provider={"name": "paced", "model": "m"})
+        assert cli("prepare", path).exit_code == 0
+        same = cli("prepare", path, "--set", "provider.paced.answer='7'")
+        other = cli("prepare", path, "--set", "provider.paced.answer='8'")
+    assert same.exit_code == 0, same.output
+    assert other.exit_code != 0 and "differs in: provider.paced.answer" in other.stderr
+
+
 class CheckedSettings(Strict):
     delay_s: float = mutable_field(0.0, ge=0.0)
     url_env: str = "PACED_BASE_URL"

@@ -76,6 +76,11 @@ class ProviderConfig(Strict):
         if not isinstance(raw, dict):
             return raw
         raw = dict(raw)
+        name = raw.get("name")
+        if isinstance(name, str) and name not in cls.model_fields and name not in raw:
+            chosen = PROVIDERS.get(name) if name in PROVIDERS else None
+            if chosen is not None and chosen.settings is not None:
+                raw[name] = {}  # stored with its defaults, as the builtins' sections are
         for key, value in raw.items():
             if key in cls.model_fields:
                 continue
