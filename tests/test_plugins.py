@@ -340,6 +340,7 @@ def test_the_estimate_counts_what_the_run_sends_for_a_newcomers_methods(
         forecast = estimate(load_config(path))
         estimated = cli("estimate", path)
         result = cli("run", path)
+        later = cli("evaluate", path, "--iteration", "1")
     assert result.exit_code == 0, result.output
     assert forecast.total.requests == len(provider.requests) > 0
     for name in ("greedy_base", "self_consistency"):  # whose eval debate each line is
@@ -353,6 +354,10 @@ def test_the_estimate_counts_what_the_run_sends_for_a_newcomers_methods(
         assert forecast.tuning_jobs == 0 and forecast.skipped == ["greedy_ft"]
         assert "tuning: none; provider newcomer cannot tune models here" in estimated.output
         assert "(it skips greedy_ft)" in estimated.output
+        # no way on to `mafine finetune`, which is refused too
+        assert later.exit_code != 0 and later.stderr.strip().endswith(
+            "provider newcomer cannot tune models here; evaluate the base models with --iteration 0"
+        )
     assert "estimate for newcomer: m (not billed per token)" in estimated.output
 
 
