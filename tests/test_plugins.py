@@ -401,6 +401,30 @@ def test_a_plugin_providers_http_errors_are_one_line_naming_it(
     assert "internal error" not in line and "rerun to resume" in line
 
 
+class ToleranceOptions(Strict):
+    tolerance: float = 0.0
+
+
+def test_a_plugin_graders_options_are_recorded_without_code_of_its_own() -> None:
+    """A grader that takes options and keeps `Grader.settings()` records them in the metrics,
+    so two runs graded with other options never read as the same grading."""
+    from mafine.grading import Grader
+    from mafine.grading.registry import GRADERS, GraderEntry
+    from mafine.grading.settings import GradingConfig
+
+    class Tolerant(Grader):
+        name = "tolerant"
+
+        def equivalent_many(self, pairs):
+            raise NotImplementedError  # only its settings are read here
+
+    entry = GraderEntry("tolerant", Tolerant, "numbers within a tolerance", ToleranceOptions)
+    with GRADERS.registered(entry):
+        config = GradingConfig(grader="tolerant", options={"tolerant": {"tolerance": 0.5}})
+        assert Tolerant(config).settings() == {"name": "tolerant", "tolerance": 0.5}
+        assert Tolerant(GradingConfig(grader="tolerant")).settings()["tolerance"] == 0.0
+
+
 def test_the_docs_table_of_builtins_is_generated_from_the_registries() -> None:
     text = ARCHITECTURE.read_text()
     expected = catalog.with_table(text, catalog.markdown(catalog.rows(builtin_only=True)))
