@@ -399,6 +399,15 @@ def test_a_plugin_providers_http_errors_are_one_line_naming_it(
         path = write_config(tmp_path, provider={"name": "scripted", "model": "m"})
         line = assert_one_line_error(cli("run", path), expected)
     assert "internal error" not in line and "rerun to resume" in line
+    failing = ProviderEntry(
+        "scripted",
+        closing(lambda *a: provider),
+        lambda c: Capabilities(),
+        check=lambda config: [_refused(status)(None)],
+    )
+    with PROVIDERS.registered(failing):
+        checked = cli("check", path)
+    assert checked.exit_code != 0 and f"FAIL provider: {expected}" in checked.output
 
 
 class ToleranceOptions(Strict):
