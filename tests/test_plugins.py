@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import pytest
 import yaml
+from pydantic import field_validator
 
 from mafine import catalog
 from mafine.config import config_differences
@@ -233,6 +234,60 @@ def test_a_plugin_providers_mutable_keys_may_change_on_a_run(tmp_path) -> None:
         assert config_differences(stored, current) == ["provider.paced.answer"]
 
 
+def test_a_plugin_providers_section_is_stored_with_its_defaults(cli: Callable, tmp_path) -> None:
+    """A run whose config leaves `provider.paced` out resumes when the section is given with
+    the same (default) values, as a builtin provider's run does."""
+    entry = ProviderEntry(
+        "paced",
+        open=closing(lambda config, seed, state_dir: ScriptedProvider()),
+        capabilities=lambda config: Capabilities(),
+        settings=PacedSettings,
+    )
+    with PROVIDERS.registered(entry):
+        path = write_config(tmp_path, provider={"name": "paced", "model": "m"})
+        assert cli("prepare", path).exit_code == 0
+        same = cli("prepare", path, "--set", "provider.paced.answer='7'")
+        other = cli("prepare", path, "--set", "provider.paced.answer='8'")
+    assert same.exit_code == 0, same.output
+    assert other.exit_code != 0 and "differs in: provider.paced.answer" in other.stderr
+
+
+class CheckedSettings(Strict):
+    delay_s: float = mutable_field(0.0, ge=0.0)
+    url_env: str = "PACED_BASE_URL"
+
+    @field_validator("url_env")
+    @classmethod
+    def _a_name(cls, value: str) -> str:
+        if not value.isupper():
+            raise ValueError("give the NAME of a variable, such as PACED_BASE_URL")
+        return value
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"bogus": 1}, "provider.paced.bogus: unknown key"),
+        ({"delay_s": -1}, "provider.paced.delay_s: Input should be greater than or equal to 0"),
+        ({"url_env": "http://x"}, "provider.paced.url_env: give the NAME of a variable"),
+    ],
+)
+def test_a_plugin_providers_settings_errors_name_their_section(
+    cli: Callable, tmp_path, section, expected
+) -> None:
+    from tests.test_errors import assert_one_line_error
+
+    entry = ProviderEntry(
+        "paced",
+        open=closing(lambda config, seed, state_dir: ScriptedProvider()),
+        capabilities=lambda config: Capabilities(),
+        settings=CheckedSettings,
+    )
+    with PROVIDERS.registered(entry):
+        path = write_config(tmp_path, provider={"name": "paced", "model": "m", "paced": section})
+        assert_one_line_error(cli("estimate", path), expected)
+
+
 @pytest.mark.parametrize("provider", ["local", "untuned"])
 def test_check_and_estimate_on_other_providers_say_nothing_about_gemini(
     cli: Callable, tmp_path, provider
@@ -252,6 +307,131 @@ def test_check_and_estimate_on_other_providers_say_nothing_about_gemini(
         assert "requests" in output
         for word in ("gemini", "vertex", "batch", "pacing", "prices of", "cost"):
             assert word not in output.lower(), word
+
+
+@pytest.mark.parametrize("tuning", [False, True])
+def test_the_estimate_counts_what_the_run_sends_for_a_newcomers_methods(
+    cli: Callable, tmp_path, tuning
+) -> None:
+    """The newcomer's greedy methods run at another temperature, so they reuse no journaled
+    response; on a provider that cannot tune, the run and the estimate skip what tunes."""
+    from mafine.config import load_config
+    from mafine.estimate import estimate
+    from mafine.methods import METHODS, Method, Tunes
+
+    provider = ScriptedProvider(capabilities=Capabilities(tuning=tuning))
+    entry = ProviderEntry(
+        "newcomer",
+        open=closing(lambda config, seed, state_dir: provider),
+        capabilities=lambda config: Capabilities(tuning=tuning),
+    )
+    greedy = {"sampling": {"temperature": 0}}
+    base = Method("greedy_base", "Greedy base", greedy, tunes=Tunes.NOTHING)
+    tuned = Method("greedy_ft", "Multiagent FT, greedy", greedy)
+    compare = ["greedy_base", "greedy_ft", "self_consistency"]
+    with PROVIDERS.registered(entry), METHODS.registered(base), METHODS.registered(tuned):
+        path = write_config(
+            tmp_path,
+            provider={"name": "newcomer", "model": "m"},
+            evaluation={"compare": compare},
+            debate={"rounds": 1},
+            finetune={"poll_seconds": 0.01},
+        )
+        forecast = estimate(load_config(path))
+        estimated = cli("estimate", path)
+        result = cli("run", path)
+        later = cli("evaluate", path, "--iteration", "1")
+    assert result.exit_code == 0, result.output
+    assert forecast.total.requests == len(provider.requests) > 0
+    for name in ("greedy_base", "self_consistency"):  # whose eval debate each line is
+        assert f" {name}: eval " in result.output
+    lines = {line.name: line.requests for line in forecast.lines}
+    # round 1 alone, as the baseline's first round, but greedy: none of its answers is reused
+    assert lines["greedy_base: eval, tunes nothing"] == lines["baseline (eval, once)"] > 0
+    if tuning:
+        assert forecast.tuning_jobs > 0 and not forecast.skipped
+    else:
+        assert forecast.tuning_jobs == 0 and forecast.skipped == ["greedy_ft"]
+        assert "tuning: none; provider newcomer cannot tune models here" in estimated.output
+        assert "(it skips greedy_ft)" in estimated.output
+        # no way on to `mafine finetune`, which is refused too
+        assert later.exit_code != 0 and later.stderr.strip().endswith(
+            "provider newcomer cannot tune models here; evaluate the base models with --iteration 0"
+        )
+    assert "estimate for newcomer: m (not billed per token)" in estimated.output
+
+
+def _refused(status: int) -> Callable:
+    """A reply that fails as an HTTP client does: no connection (status 0), or `status`."""
+    try:  # google-genai 3.x depends on httpx2 (httpx's API), older ones on httpx
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - depends on the installed google-genai
+        import httpx
+    sent = httpx.Request("POST", "http://127.0.0.1:9/v1/chat")
+
+    def reply(request):
+        if not status:
+            raise httpx.ConnectError("All connection attempts failed", request=sent)
+        answer = httpx.Response(status, json={"error": {"message": "bad key"}}, request=sent)
+        raise httpx.HTTPStatusError(f"{status} Unauthorized", request=sent, response=answer)
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (0, "provider scripted: the service could not be reached (ConnectError: All connection"),
+        (401, "provider scripted: the service answered HTTP 401: bad key; check the API key"),
+    ],
+)
+def test_a_plugin_providers_http_errors_are_one_line_naming_it(
+    cli: Callable, tmp_path, status, expected
+) -> None:
+    """A newcomer's provider that lets its HTTP client's errors through (after `Retrier`
+    gave up) gets one line naming it, not an internal error."""
+    from tests.test_errors import assert_one_line_error
+
+    provider = ScriptedProvider(reply=_refused(status))
+    with PROVIDERS.registered(
+        ProviderEntry("scripted", closing(lambda *a: provider), lambda c: Capabilities())
+    ):
+        path = write_config(tmp_path, provider={"name": "scripted", "model": "m"})
+        line = assert_one_line_error(cli("run", path), expected)
+    assert "internal error" not in line and "rerun to resume" in line
+    failing = ProviderEntry(
+        "scripted",
+        closing(lambda *a: provider),
+        lambda c: Capabilities(),
+        check=lambda config: [_refused(status)(None)],
+    )
+    with PROVIDERS.registered(failing):
+        checked = cli("check", path)
+    assert checked.exit_code != 0 and f"FAIL provider: {expected}" in checked.output
+
+
+class ToleranceOptions(Strict):
+    tolerance: float = 0.0
+
+
+def test_a_plugin_graders_options_are_recorded_without_code_of_its_own() -> None:
+    """A grader that takes options and keeps `Grader.settings()` records them in the metrics,
+    so two runs graded with other options never read as the same grading."""
+    from mafine.grading import Grader
+    from mafine.grading.registry import GRADERS, GraderEntry
+    from mafine.grading.settings import GradingConfig
+
+    class Tolerant(Grader):
+        name = "tolerant"
+
+        def equivalent_many(self, pairs):
+            raise NotImplementedError  # only its settings are read here
+
+    entry = GraderEntry("tolerant", Tolerant, "numbers within a tolerance", ToleranceOptions)
+    with GRADERS.registered(entry):
+        config = GradingConfig(grader="tolerant", options={"tolerant": {"tolerance": 0.5}})
+        assert Tolerant(config).settings() == {"name": "tolerant", "tolerance": 0.5}
+        assert Tolerant(GradingConfig(grader="tolerant")).settings()["tolerance"] == 0.0
 
 
 def test_the_docs_table_of_builtins_is_generated_from_the_registries() -> None:

@@ -35,7 +35,7 @@ from mafine.guard import run_async
 from mafine.providers.base import CheckOutcome
 from mafine.providers.gemini import models
 from mafine.providers.gemini.errors import credential_hint
-from mafine.providers.limits import TIER_LIMITS, classify, resolve_limits
+from mafine.providers.limits import TIER_LIMITS, classify, resolve_limits, unanswered
 from mafine.registry import resolve
 
 if TYPE_CHECKING:
@@ -81,7 +81,15 @@ def check(config: Config, **seams: Any) -> Report:
     if entry.check is None:
         outcomes = [CheckOutcome("provider", True, f"{entry.name}: nothing remote to check")]
     else:
-        outcomes = list(resolve(entry.check)(config, **seams))
+        try:
+            outcomes = list(resolve(entry.check)(config, **seams))
+        except MafineError:
+            raise
+        except Exception as exc:  # its HTTP client's error, untranslated: a failed check
+            line = unanswered(entry.name, exc)
+            if line is None:
+                raise
+            outcomes = [CheckOutcome("provider", False, line)]
     thinking = max((o.thinking_tokens for o in outcomes if isinstance(o, Measured)), default=0)
     return Report(outcomes, estimate(config, Assumptions(thinking_tokens=thinking)))
 

@@ -55,6 +55,7 @@ class Estimate:
     lines: list[Line] = field(default_factory=list)
     tuning_jobs: int = 0
     training_tokens: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # tuned methods the provider cannot run
 
     @property
     def total(self) -> Line:
@@ -99,6 +100,7 @@ class Estimate:
                 "jobs": self.tuning_jobs,
                 "training_tokens_at_most": round(self.training_tokens),
                 "cost_usd_at_most": _r(self.tuning_cost()),
+                "skipped_methods": self.skipped,
             },
         }
 
@@ -123,20 +125,34 @@ def estimate(config: Config, assumptions: Assumptions | None = None) -> Estimate
         baseline = Line("baseline (eval, once)")
         baseline.add(*_times(_per_problem(config, question_tokens, assumptions), data.eval_size))
         result.lines.append(baseline)
-    _add_method(result, config, "iteration", question_tokens, assumptions, shared_train=False)
+    tuning = config.provider.capabilities.tuning  # `mafine run` skips what tunes without it
+    if tuning:
+        _add_method(result, config, "iteration", question_tokens, assumptions, False)
     for name in config.evaluation.compare:
         variant = variant_config(config, name)
         if METHODS.get(name).base_only:
             _add_base_only(result, config, variant, name, question_tokens, assumptions)
             continue
+        if not tuning:
+            result.skipped.append(name)
+            continue
         # the first train debate is the main run's when the debate is the same (journal)
-        shared = (variant.debate, variant.agents, variant.prompts) == (
+        shared = _same_requests(variant, config) and (variant.debate, variant.agents) == (
             config.debate,
             config.agents,
-            config.prompts,
         )
         _add_method(result, variant, f"{name}: iteration", question_tokens, assumptions, shared)
     return result
+
+
+def _same_requests(variant: Config, config: Config) -> bool:
+    """Whether a variant's requests for the same messages are the main run's (the journal's
+    key: model, prompts, sampling); e.g. a method at another temperature shares none."""
+    return (variant.provider.model, variant.prompts, variant.sampling) == (
+        config.provider.model,
+        config.prompts,
+        config.sampling,
+    )
 
 
 def _add_base_only(
@@ -151,7 +167,8 @@ def _add_base_only(
     that the baseline debate asks too (same sample index) come from the journal."""
     requests, inputs, outputs, _ = _per_problem(variant, question_tokens, assumptions)
     reused = 0
-    if config.evaluation.baselines and variant.debate.rounds == 1:
+    alone = variant.debate.rounds == 1 and _same_requests(variant, config)
+    if config.evaluation.baselines and alone:
         reused = min(variant.agents.count, config.agents.count)
     share = (requests - reused) / requests if requests else 0.0
     line = Line(f"{name}: eval, tunes nothing")
@@ -267,7 +284,7 @@ def render_estimate(result: Estimate, config: Config) -> list[Any]:
     from mafine.registry import resolve
 
     entry = config.provider.entry
-    model = result.model or "(not billed per token)"
+    model = result.model or f"{entry.name}: {config.provider.model} (not billed per token)"
     prices = f", prices of {PRICES_AS_OF}" if entry.priced else ""
     table = Table(
         title=f"estimate for {model}: {config.iterations} iteration(s), "
@@ -288,7 +305,11 @@ def render_estimate(result: Estimate, config: Config) -> list[Any]:
         f"thinking {a.thinking_tokens} (billed as output); {CHARS_PER_TOKEN:g} characters a "
         "token.",
         f"tuning: {result.tuning_jobs} jobs, at most {result.training_tokens:,.0f} training "
-        f"tokens ({config.finetune.epochs} epochs)" + _tuning_cost(result, entry.priced),
+        f"tokens ({config.finetune.epochs} epochs)" + _tuning_cost(result, entry.priced)
+        if config.provider.capabilities.tuning
+        else f"tuning: none; provider {entry.name} cannot tune models here, so `mafine run` "
+        "runs only the baselines and the methods that tune nothing"
+        + (f" (it skips {', '.join(result.skipped)})" if result.skipped else ""),
     ]
     if entry.estimate_notes is not None:
         notes.extend(resolve(entry.estimate_notes)(config, result))

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from mafine.artifacts import Completion, JournalEntry, Message
 from mafine.attempts import SentRequest, sent_log
+from mafine.errors import MafineError
 from mafine.jsonl import AppendLog, iter_log, read_at
 from mafine.providers.base import GenerationRequest, Provider, Sampling
+from mafine.providers.limits import unanswered
 from mafine.response_health import EmptyResponseWatch
 from mafine.rundir import StageCounters
 from mafine.seeds import request_seed
@@ -135,6 +137,13 @@ class Generator:
             if sending.cancelled() or sending.exception() is not None:
                 raise
             return sending.result(), True
+        except MafineError:
+            raise
+        except Exception as exc:  # an HTTP client's error, untranslated: one line naming it
+            line = unanswered(self.provider.name, exc)
+            if line is None:
+                raise
+            raise MafineError(line) from exc
 
 
 async def _settled_within(task: asyncio.Future[Completion], seconds: float) -> bool:

@@ -30,6 +30,7 @@ async def evaluate_stage(
         await debate_split(session, iteration, "eval")
     async with variant_sessions(session, base_only=not tuned_methods) as variants:
         for name, variant in variants.items():
+            console.rule(f"{name}: eval")  # its stages' lines name the variant's run only
             if METHODS.get(name).base_only:
                 prepare.prepare(variant.run)
                 await debate_split(variant, 0, "eval")

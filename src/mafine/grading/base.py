@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mafine.grading.registry import GRADERS
 from mafine.grading.settings import GradingConfig
 
 Pair = tuple[str, "str | None"]
@@ -63,8 +64,10 @@ class Grader(ABC):
         return await asyncio.to_thread(self.equivalent_many, list(pairs))
 
     def settings(self) -> dict[str, Any]:
-        """What metrics files record about the grader: everything that can change a verdict."""
-        return {"name": self.name}
+        """What metrics files record about the grader: everything that can change a verdict
+        (its options, when its entry takes any; a grader with other settings adds them)."""
+        options = self.config.grader_options(self.name) if self.name in GRADERS else None
+        return {"name": self.name, **(options.model_dump(mode="json") if options else {})}
 
     def close(self) -> None:  # noqa: B027 - most graders own nothing to release
         """Release the grader's resources (its worker processes, if any)."""

@@ -298,6 +298,33 @@ def http_error(exc: BaseException) -> HttpError | None:
     return None
 
 
+_HTTP_FIXES = {
+    401: "check the API key it reads",
+    403: "check the API key it reads and what the key may do",
+    404: "check provider.model and the service's URL",
+    429: "its rate limit outlasted the retries: lower its requests_per_minute, or rerun later",
+}
+
+
+def unanswered(provider: str, exc: BaseException) -> str | None:
+    """The one line for an HTTP or transport error that a provider gave up on (after its
+    retries); None for anything else (not the service's doing). What a provider that does not
+    translate its client's errors itself (as gemini does) gets for free."""
+    resume = "requests already answered are kept: rerun to resume"
+    if is_transport_error(exc):
+        detail = str(exc).strip() or "no detail"
+        return (
+            f"provider {provider}: the service could not be reached ({type(exc).__name__}: "
+            f"{detail}); check its URL and the network; {resume}"
+        )
+    error = http_error(exc)
+    if error is None:
+        return None
+    fix = _HTTP_FIXES.get(error.code, "the service kept failing: rerun later")
+    message = f": {_first_line(error.message)}" if error.message.strip() else ""
+    return f"provider {provider}: the service answered HTTP {error.code}{message}; {fix}; {resume}"
+
+
 def error_reason(details: tuple[dict[str, Any], ...]) -> str | None:
     """The `reason` of a google.rpc.ErrorInfo detail (API_KEY_INVALID, ...), if any."""
     for detail in details:

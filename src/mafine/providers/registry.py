@@ -30,9 +30,10 @@ class ProviderEntry:
     tuning_hint: str = ""  # what to do when these settings cannot tune (a run refused up front)
     description: str = ""  # what it is, for `mafine plugins` and the docs
     # "module:attribute" (or a callable) of `check(config) -> list[CheckOutcome]`, the
-    # preflight of `mafine check`; None: nothing remote to check.
+    # preflight of `mafine check`, given the whole config (its settings:
+    # `config.provider.settings_of(name)`); None: nothing remote to check.
     check: str | Callable[..., Any] | None = None
-    # "module:attribute" (or a callable) of `notes(config) -> list[str]`: what `mafine
+    # "module:attribute" (or a callable) of `notes(config, estimate) -> list[str]`: what `mafine
     # estimate` says about this provider under the table (pacing, batch mode, billing).
     estimate_notes: str | Callable[..., Any] | None = None
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 from mafine import secrets
 from mafine.providers.base import Capabilities
@@ -76,13 +77,23 @@ class ProviderConfig(Strict):
         if not isinstance(raw, dict):
             return raw
         raw = dict(raw)
+        name = raw.get("name")
+        if isinstance(name, str) and name not in cls.model_fields and name not in raw:
+            chosen = PROVIDERS.get(name) if name in PROVIDERS else None
+            if chosen is not None and chosen.settings is not None:
+                raw[name] = {}  # stored with its defaults, as the builtins' sections are
         for key, value in raw.items():
             if key in cls.model_fields:
                 continue
             entry = PROVIDERS.get(key) if key in PROVIDERS else None
             if entry is None or entry.settings is None:
                 raise ValueError(f"unknown key provider.{key}")
-            raw[key] = entry.settings.model_validate(value)
+            try:
+                raw[key] = entry.settings.model_validate(value)
+            except ValidationError as exc:  # its errors under provider.<key>, not provider
+                raise ValidationError.from_exception_data(
+                    exc.title, [_under(key, error) for error in exc.errors()]
+                ) from None
         return raw
 
     @model_validator(mode="after")
@@ -121,6 +132,18 @@ class ProviderConfig(Strict):
             return given
         settings = PROVIDERS.get(name).settings
         return settings() if settings is not None else None
+
+
+def _under(section: str, error: ErrorDetails) -> InitErrorDetails:
+    """A settings model's validation error, placed under its section's key."""
+    details: InitErrorDetails = {
+        "type": error["type"],
+        "loc": (section, *error["loc"]),
+        "input": error["input"],
+    }
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
 
 
 def registered_mutable_keys() -> tuple[str, ...]:

@@ -49,6 +49,12 @@ def load_records(run: RunDir, iteration: int) -> list[ModelRecord]:
         return base_records(run.config)
     path = run.models(iteration)
     if not tuning_stage(run, iteration).done():
+        provider = run.config.provider
+        if not provider.capabilities.tuning:  # `mafine finetune` would be refused
+            raise MafineError(
+                f"iteration {iteration} has no tuned models: provider {provider.name} cannot "
+                "tune models here; evaluate the base models with --iteration 0"
+            )
         raise MafineError(f"iteration {iteration} has no tuned models yet: run `mafine finetune`")
     return list(read_rows(path, ModelRecord))
 
