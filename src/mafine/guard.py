@@ -256,18 +256,32 @@ def guarded(body: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume", INTERRUPTED)
     except (StdoutClosed, BrokenPipeError):
-        _silence_stdout()
-        fail(
-            "standard output was closed (its reader exited), so the command stopped; finished "
-            "work is kept: run it again to resume, with its output going where it can be read",
-            STDOUT_CLOSED,
-        )
+        _stdout_closed()
     except SystemExit:
         raise
     except BaseException as exc:  # the boundary: nothing escapes as a traceback
         if debug_enabled():
             traceback.print_exc()
         fail(describe(exc), 1)
+
+
+_STDOUT_CLOSED_LINE = (
+    "standard output was closed (its reader exited), so the command stopped; finished "
+    "work is kept: run it again to resume, with its output going where it can be read"
+)
+
+
+def _stdout_closed() -> NoReturn:
+    _silence_stdout()
+    fail(_STDOUT_CLOSED_LINE, STDOUT_CLOSED)
+
+
+def _exit_for_a_closed_stdout(exc: SystemExit) -> bool:
+    """Whether rich or click ended the process with exit 1 because stdout's reader went away
+    (help or usage text written outside a command's guard): they exit while handling the
+    broken pipe, so it is the exit's context."""
+    context = exc.__context__
+    return exc.code == 1 and isinstance(context, OSError) and context.errno == errno.EPIPE
 
 
 def _silence_stdout() -> None:
@@ -320,4 +334,9 @@ class OneLineUsageErrors(TyperGroup):
         except typer.Abort:
             print_error("aborted")
             sys.exit(1)
+        except SystemExit as exc:
+            if _exit_for_a_closed_stdout(exc):
+                print_error(_STDOUT_CLOSED_LINE)
+                sys.exit(STDOUT_CLOSED)
+            raise
         sys.exit(code if isinstance(code, int) else 0)
