@@ -3,11 +3,15 @@ with one line on stderr, the promised exit code and no traceback."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
+
+from tests.hostile import assert_refused, small_config
 
 
 def _with_closed_stdout(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,3 +38,24 @@ def test_help_to_a_closed_stdout_exits_141_with_one_line(args):
     assert child.returncode == 141, child.stderr
     lines = child.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: standard output was closed")
+
+
+def test_a_split_size_past_any_use_is_refused_before_generating(cli, tmp_path):
+    """`data.train_size: 100000000000` generated DeepMind problems for hours, silently."""
+    config = small_config(tmp_path, "huge")
+    result = cli("prepare", config, "--set", "data.train_size=100000000000")
+    assert_refused(result, "data.train_size", "1000000")
+
+
+def test_an_endless_source_that_only_repeats_stops_the_draw():
+    """A generator with few distinct problems repeats forever: the draw stops and says how
+    many it found, instead of spinning."""
+    from mafine.stages import prepare
+
+    def repeating() -> Iterator[tuple[None, str, str]]:
+        for count, question in enumerate(itertools.cycle(["1+1?", "2+2?"])):
+            if count > 10 * prepare.MAX_REPEATS_IN_A_ROW:
+                raise AssertionError("the draw never stopped")
+            yield None, question, "2"
+
+    assert len(prepare._draw(repeating(), 5, set())) == 2
