@@ -59,3 +59,27 @@ def test_an_endless_source_that_only_repeats_stops_the_draw():
             yield None, question, "2"
 
     assert len(prepare._draw(repeating(), 5, set())) == 2
+
+
+def test_a_usage_hint_of_the_form_key_equals_value_reaches_the_user_whole(cli, tmp_path):
+    """The scrubber took `key=v1,v2` in mafine's own hints for a URL's `key=` parameter."""
+    from mafine.secrets import REDACTED, scrub
+
+    config = small_config(tmp_path, "hint")
+    assert_refused(cli("sweep", config), "--grid key=v1,v2")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"gold": "1", "response": "1"}\n')
+    assert_refused(cli("grade", answers, "--option", "bad"), "expects key=value")
+    assert scrub("https://h/v1?alt=sse&key=abc") == f"https://h/v1?alt=sse&key={REDACTED}"
+
+
+def test_a_password_in_a_run_dir_url_never_reaches_the_disk(cli, tmp_path, monkeypatch):
+    """`run_dir: https://u:pw@host/x` became the path `https:/u:pw@host/x` (one slash), which
+    no longer looks like a URL once validated: the secret was written into the run."""
+    monkeypatch.chdir(tmp_path)
+    config = small_config(tmp_path, "url")
+    line = assert_refused(
+        cli("run", config, "--set", "run_dir=https://u:secretpw1@x/y"), "run_dir", "secret"
+    )
+    assert "secretpw1" not in line
+    assert not (tmp_path / "https:").exists()
