@@ -83,3 +83,14 @@ def test_a_password_in_a_run_dir_url_never_reaches_the_disk(cli, tmp_path, monke
     )
     assert "secretpw1" not in line
     assert not (tmp_path / "https:").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [("debate", "--split", "train"), ("build-sft",), ("finetune",), ("evaluate",)]
+)
+def test_an_iteration_past_the_config_is_a_usage_error(cli, tmp_path, command):
+    """`-i 99999999999999999999` passed the option's own range and exited 1, not 2."""
+    config = small_config(tmp_path, "past")
+    result = cli(command[0], config, *command[1:], "-i", "99999999999999999999")
+    assert_refused(result, "--iteration", "past the config's iterations")
+    assert result.exit_code == 2
