@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.hostile import assert_refused, small_config
+from tests.hostile import assert_refused, run_dir, small_config
 
 
 def _with_closed_stdout(*args: str) -> subprocess.CompletedProcess[str]:
@@ -94,3 +95,23 @@ def test_an_iteration_past_the_config_is_a_usage_error(cli, tmp_path, command):
     result = cli(command[0], config, *command[1:], "-i", "99999999999999999999")
     assert_refused(result, "--iteration", "past the config's iterations")
     assert result.exit_code == 2
+
+
+def test_a_second_sigterm_stops_at_once_with_one_line_and_nothing_paid_twice(tmp_path):
+    """The second SIGTERM (while the first unwinds) ended the process with nothing on stderr."""
+    from tests.test_kills import SLOW, served_twice, stage_running_with_responses, wait_for
+
+    config = small_config(tmp_path, "twice", **SLOW)
+    root = run_dir(config)
+    args = [sys.executable, "-m", "mafine", "run", str(config)]
+    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: stage_running_with_responses(root, "iter-1/train-debate", 2))
+    child.send_signal(signal.SIGTERM)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode in (-signal.SIGTERM, 143), stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: terminated"), stderr
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert served_twice(root) == []

@@ -160,12 +160,22 @@ def _file_being_read(exc: BaseException) -> str | None:
     return None
 
 
+def _end_at_once(*_: Any) -> None:
+    """A second SIGTERM: say so in one line (a raw write, safe inside a signal handler), then
+    die by the signal (exit 143); the stage stays `running`, as after SIGKILL, and resumes."""
+    line = "error: terminated again, so stopped at once; run the same command again to resume\n"
+    with contextlib.suppress(OSError):
+        os.write(2, line.encode())
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """While a command runs, SIGTERM interrupts it the way Ctrl-C does."""
 
     def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        signal.signal(signal.SIGTERM, _end_at_once)  # a second SIGTERM ends it at once
         raise Terminated()
 
     try:
@@ -194,8 +204,7 @@ def run_async(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         def on_sigterm() -> None:
             nonlocal terminated
             if terminated:  # a second SIGTERM while unwinding: end at once
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os.kill(os.getpid(), signal.SIGTERM)
+                _end_at_once()
             terminated = True
             if task is not None:
                 task.cancel()
