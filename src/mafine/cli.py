@@ -76,14 +76,14 @@ def _load(config: Path, overrides: list[str] | None) -> Config:
 
 def _check_iteration(config: Config, iteration: int | None) -> None:
     """Every command's `--iteration` names an iteration of the config: at most `iterations`
-    (the lower bound, 1, or 0 for evaluate's baselines, is the option's own range)."""
-    from mafine.errors import MafineError
-
+    (the lower bound, 1, or 0 for evaluate's baselines, is the option's own range); past it
+    is a usage error, exit 2, like the option's own range."""
     if iteration is not None and iteration > config.iterations:
         last = config.iterations
-        raise MafineError(
+        _fail(
             f"--iteration {iteration} is past the config's iterations ({last}); give at most "
-            f"{last}, or raise it with --set iterations={iteration}"
+            f"{last}, or raise it with --set iterations={iteration}",
+            2,
         )
 
 

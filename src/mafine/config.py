@@ -257,6 +257,7 @@ def load_config(path: Path, overrides: list[str] | None = None) -> Config:
             f"{path}: run_dir: give a directory path, or leave the key out for runs/{path.stem}"
         )
     try:
+        _refuse_stored_secrets(raw)  # as written: validation may reshape one (a path's `//`)
         check_raw(raw, Config)
         config = Config.model_validate(raw)
         _refuse_stored_secrets(config_dict(config))

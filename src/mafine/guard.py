@@ -160,12 +160,22 @@ def _file_being_read(exc: BaseException) -> str | None:
     return None
 
 
+def _end_at_once(*_: Any) -> None:
+    """A second SIGTERM: say so in one line (a raw write, safe inside a signal handler), then
+    die by the signal (exit 143); the stage stays `running`, as after SIGKILL, and resumes."""
+    line = "error: terminated again, so stopped at once; run the same command again to resume\n"
+    with contextlib.suppress(OSError):
+        os.write(2, line.encode())
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """While a command runs, SIGTERM interrupts it the way Ctrl-C does."""
 
     def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        signal.signal(signal.SIGTERM, _end_at_once)  # a second SIGTERM ends it at once
         raise Terminated()
 
     try:
@@ -194,8 +204,7 @@ def run_async(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         def on_sigterm() -> None:
             nonlocal terminated
             if terminated:  # a second SIGTERM while unwinding: end at once
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os.kill(os.getpid(), signal.SIGTERM)
+                _end_at_once()
             terminated = True
             if task is not None:
                 task.cancel()
@@ -256,18 +265,32 @@ def guarded(body: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume", INTERRUPTED)
     except (StdoutClosed, BrokenPipeError):
-        _silence_stdout()
-        fail(
-            "standard output was closed (its reader exited), so the command stopped; finished "
-            "work is kept: run it again to resume, with its output going where it can be read",
-            STDOUT_CLOSED,
-        )
+        _stdout_closed()
     except SystemExit:
         raise
     except BaseException as exc:  # the boundary: nothing escapes as a traceback
         if debug_enabled():
             traceback.print_exc()
         fail(describe(exc), 1)
+
+
+_STDOUT_CLOSED_LINE = (
+    "standard output was closed (its reader exited), so the command stopped; finished "
+    "work is kept: run it again to resume, with its output going where it can be read"
+)
+
+
+def _stdout_closed() -> NoReturn:
+    _silence_stdout()
+    fail(_STDOUT_CLOSED_LINE, STDOUT_CLOSED)
+
+
+def _exit_for_a_closed_stdout(exc: SystemExit) -> bool:
+    """Whether rich or click ended the process with exit 1 because stdout's reader went away
+    (help or usage text written outside a command's guard): they exit while handling the
+    broken pipe, so it is the exit's context."""
+    context = exc.__context__
+    return exc.code == 1 and isinstance(context, OSError) and context.errno == errno.EPIPE
 
 
 def _silence_stdout() -> None:
@@ -320,4 +343,9 @@ class OneLineUsageErrors(TyperGroup):
         except typer.Abort:
             print_error("aborted")
             sys.exit(1)
+        except SystemExit as exc:
+            if _exit_for_a_closed_stdout(exc):
+                print_error(_STDOUT_CLOSED_LINE)
+                sys.exit(STDOUT_CLOSED)
+            raise
         sys.exit(code if isinstance(code, int) else 0)

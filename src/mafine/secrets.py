@@ -15,9 +15,11 @@ from urllib.parse import parse_qsl, urlsplit
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
 # Google API keys: "AIza" and 35 more URL-safe characters.
 _GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
-_QUERY_SECRET = re.compile(
-    r"(?i)\b((?:api[_-]?)?key|token|access_token|secret|password|sig|signature)=([^&\s'\"]+)"
-)
+_QUERY_NAMES = r"(?:api[_-]?)?key|token|access_token|secret|password|sig|signature"
+_QUERY_SECRET = re.compile(rf"(?i)\b({_QUERY_NAMES})=([^&\s'\"]+)")
+# In text, only a parameter of a query (after `?`, `&` or `;`) is scrubbed: `key=value` in a
+# usage hint (`--grid key=v1,v2`, `--option key=value`) is no secret.
+_QUERY_SECRET_IN_TEXT = re.compile(rf"(?i)([?&;](?:{_QUERY_NAMES}))=([^&\s'\"]+)")
 # `scheme://user:password@`: the password part (a token alone as the user is kept: no colon).
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@?#]*):([^/\s@?#]+)@")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -64,4 +66,4 @@ def scrub(text: str) -> str:
         text = text.replace(value, REDACTED)
     text = _GOOGLE_KEY.sub(REDACTED, text)
     text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
-    return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    return _QUERY_SECRET_IN_TEXT.sub(lambda m: f"{m.group(1)}={REDACTED}", text)

@@ -137,8 +137,10 @@ class DataConfig(Strict):
     eval_source: SerializeAsAny[SourceSettings] | None = Field(
         None, description="another data set for eval (zero-shot transfer); default: source"
     )
-    train_size: int = Field(100, ge=1)
-    eval_size: int = Field(20, ge=1)
+    # At most a million problems per split (the paper uses 500): a typo such as 1e11 would
+    # otherwise generate problems for days before sending a request.
+    train_size: int = Field(100, ge=1, le=1_000_000)
+    eval_size: int = Field(20, ge=1, le=1_000_000)
 
     @field_validator("source", "eval_source", mode="before")
     @classmethod

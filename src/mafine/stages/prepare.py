@@ -96,14 +96,22 @@ def check_unique_ids(problems: list[Problem]) -> None:
         seen.add(problem.id)
 
 
+# A generator's stream is endless: one that repeats this many questions in a row has run out
+# of new ones (a module with few distinct problems), and the draw stops instead of spinning.
+MAX_REPEATS_IN_A_ROW = 100_000
+
+
 def _draw(records: Iterator[Record], wanted: int, seen: set[str]) -> list[Record]:
     drawn: list[Record] = []
+    repeats = 0
     for record in records:
-        if len(drawn) == wanted:
+        if len(drawn) == wanted or repeats == MAX_REPEATS_IN_A_ROW:
             break
         key = normalize_question(record[1])
         if key in seen:
+            repeats += 1
             continue
+        repeats = 0
         seen.add(key)
         drawn.append(record)
     return drawn
