@@ -78,3 +78,23 @@ def cli() -> Callable[..., Result]:
 @pytest.fixture
 def config_path(tmp_path: Path) -> Iterator[Path]:
     yield write_config(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The config of one finished run on the fake (every stage), made once per test module
+    that asks; tests that change it work on `copy`."""
+    from tests.hostile import small_config
+
+    config = small_config(tmp_path_factory.mktemp("finished"), "done")
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+    return config
+
+
+@pytest.fixture
+def copy(finished: Path, tmp_path: Path) -> Path:
+    """A copy of `finished`'s run (config and run directory) of the test's own."""
+    from tests.hostile import copy_run
+
+    return copy_run(finished, tmp_path)

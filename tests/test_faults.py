@@ -12,12 +12,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from mafine.cli import app
 from tests.hostile import assert_refused, copy_run, files, refused_unchanged, run_dir, small_config
 
 NO_FILE_CAPABILITIES = [
@@ -52,14 +49,6 @@ needs_setpriv = pytest.mark.skipif(
 needs_mount_namespace = pytest.mark.skipif(
     not works("unshare", "-m"), reason="no private mount namespace here"
 )
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    config = small_config(tmp_path_factory.mktemp("finished"), "done")
-    result = CliRunner().invoke(app, ["run", str(config)])
-    assert result.exit_code == 0, result.output
-    return config
 
 
 # Permission denied ------------------------------------------------------------------------------

@@ -8,13 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from mafine.cli import app
 from mafine.errors import MafineError
 from tests.hostile import (
     assert_refused,
-    copy_run,
     files,
     refused_unchanged,
     run_dir,
@@ -22,21 +19,6 @@ from tests.hostile import (
 )
 
 KEY = "AIzaSyHostileTestKey0123456789abcdefgh"
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """One finished run on the fake (every stage), copied by the tests that damage it."""
-    directory = tmp_path_factory.mktemp("finished")
-    config = small_config(directory, "done")
-    result = CliRunner().invoke(app, ["run", str(config)])
-    assert result.exit_code == 0, result.output
-    return config
-
-
-@pytest.fixture
-def copy(finished, tmp_path) -> Path:
-    return copy_run(finished, tmp_path)
 
 
 def config_text(tmp_path: Path, text: str, name: str = "c") -> Path:

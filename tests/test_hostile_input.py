@@ -13,29 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from mafine.cli import app
 from mafine.config import MUTABLE_KEYS, Config, config_dict, load_config
 from mafine.config_checks import dump_yaml, parse_yaml
 from mafine.data.files import iter_file
 from mafine.data.settings import FileSource
-from tests.hostile import assert_refused, copy_run, files, refused_unchanged, run_dir, small_config
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """One finished one-iteration run on the fake, copied by the tests that touch it."""
-    directory = tmp_path_factory.mktemp("finished")
-    config = small_config(directory, "done")
-    result = CliRunner().invoke(app, ["run", str(config)])
-    assert result.exit_code == 0, result.output
-    return config
-
-
-@pytest.fixture
-def copy(finished, tmp_path) -> Path:
-    return copy_run(finished, tmp_path)
+from tests.hostile import assert_refused, files, refused_unchanged, run_dir, small_config
 
 
 def _with_line(config: Path, line: str) -> Path:

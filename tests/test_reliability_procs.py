@@ -227,15 +227,6 @@ def test_a_closed_stdout_stops_the_command_like_an_interruption(tmp_path, kind):
 
 
 # 4. Two writers of one output -----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """One finished run on the fake."""
-    config = small_config(tmp_path_factory.mktemp("finished"), "done")
-    result = CliRunner().invoke(app, ["run", str(config)])
-    assert result.exit_code == 0, result.output
-    return config
-
-
 @pytest.mark.parametrize("command", ["grade", "report"])
 def test_a_second_writer_of_one_output_is_refused(tmp_path, finished, command):
     """While one command writes an output, another writing the same file stops at once, naming
