@@ -278,6 +278,11 @@ def _refuse_stored_secrets(data: Any, key: str = "") -> None:
         for index, value in enumerate(data):
             _refuse_stored_secrets(value, f"{key}.{index}")
     elif isinstance(data, str) and secrets.holds_secret(data):
+        if key.rsplit(".", 1)[-1].endswith("_env"):  # api_key_env and its kind name a variable
+            raise MafineError(
+                f"{key} expects the NAME of the environment variable holding the key (e.g. "
+                "GEMINI_API_KEY), not the key itself; export the key in that variable"
+            )
         raise MafineError(
             f"{key}: holds a secret (an API key, a secret environment variable's value, or a "
             "password or key in a URL), which would be stored in the run directory; keep keys "
