@@ -144,14 +144,16 @@ def _write_rows(path: Path, answers: list[object]) -> Path:
     return path
 
 
+NO_TEXT = [([1, 2], "a list"), ({"a": 1}, "a mapping"), (True, "a yes/no"), (False, "a yes/no")]
+
+
 @pytest.mark.parametrize(
-    ("bad", "kind"),
-    [([1, 2], "a list"), ({"a": 1}, "a mapping"), (True, "a yes/no"), (False, "a yes/no")],
+    ("bad", "kind", "suffix"),
+    [(bad, kind, suffix) for bad, kind in NO_TEXT for suffix in (".jsonl", ".json")]
+    # a parquet column holds one type: a bool column is test_a_bool_parquet_column_is_refused
+    + [(bad, kind, ".parquet") for bad, kind in NO_TEXT if not isinstance(bad, bool)],
 )
-@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
 def test_an_answer_that_is_no_text_is_refused_with_file_and_line(cli, tmp_path, bad, kind, suffix):
-    if suffix == ".parquet" and isinstance(bad, bool):
-        pytest.skip("a parquet column holds one type: a bool column is the bool case below")
     data = _write_rows(
         tmp_path / f"data{suffix}", ["5", bad] if suffix != ".parquet" else [bad, bad]
     )
