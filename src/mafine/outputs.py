@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from mafine.errors import MafineError
 
@@ -48,24 +49,39 @@ def _artifact_name(name: str) -> bool:
     return name in _ARTIFACT_NAMES or name.endswith(("-debate.jsonl", "models.jsonl"))
 
 
+def hold_lock(lock_path: Path, refusal: Callable[[str], str]) -> IO[str]:
+    """`lock_path` opened, locked for this process without waiting and marked with its pid;
+    while another process holds it, MafineError(refusal(holder)), the holder as its lock file
+    names it."""
+    handle = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise MafineError(refusal(holder)) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"mafine pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
 @contextmanager
 def exclusive(path: Path, what: str = "--output") -> Iterator[None]:
     """Hold `path` for writing: another process holding it makes this one stop (naming its
     pid) instead of interleaving with it. The lock file `.NAME.lock` exists only while held."""
     lock_path = path.with_name(f".{path.name}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
+
+    def refusal(holder: str) -> str:
+        return (
+            f"{path} is being written by {holder}; wait for it to finish or choose another {what}"
+        )
+
     while True:
-        handle = lock_path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise MafineError(
-                f"{path} is being written by {holder}; wait for it to finish or choose another "
-                f"{what}"
-            ) from None
+        handle = hold_lock(lock_path, refusal)
         try:
             same = os.fstat(handle.fileno()).st_ino == lock_path.stat().st_ino
         except FileNotFoundError:
@@ -74,10 +90,6 @@ def exclusive(path: Path, what: str = "--output") -> Iterator[None]:
             break
         handle.close()
     try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"mafine pid {os.getpid()}")
-        handle.flush()
         yield
     finally:
         lock_path.unlink(missing_ok=True)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from mafine.config import Config, config_dict, config_differences
 from mafine.config_checks import dump_yaml, parse_yaml
 from mafine.errors import MafineError, StdoutClosed
 from mafine.jsonl import write_json
+from mafine.outputs import hold_lock
 from mafine.readable import dangling_link
 
 CONFIG_FILE = "config.yaml"
@@ -392,21 +391,10 @@ def _locked_by_mafine(root: Path) -> bool:
 
 
 def _acquire_lock(root: Path) -> IO[str]:
-    handle = (root / LOCK_FILE).open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise MafineError(
-            f"run directory {root} is in use by {holder}; wait for it to finish"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"mafine pid {os.getpid()}")
-    handle.flush()
-    return handle
+    return hold_lock(
+        root / LOCK_FILE,
+        lambda holder: f"run directory {root} is in use by {holder}; wait for it to finish",
+    )
 
 
 def _now() -> str:
